@@ -1,0 +1,115 @@
+# seqeig build.  `make` builds build/seqeig and the engine library,
+# `make test` runs every test, `make bench` the benchmarks.
+#   ARCH=generic   scalar kernels only (no AVX2/FMA), into build-generic/
+#   make asan      the test suite under AddressSanitizer + UBSan, build-asan/
+
+ARCH ?= x86-64-v3
+CC ?= gcc
+ifeq ($(CC),cc)
+CC := gcc
+endif
+PYTHON := /usr/bin/python3
+
+ifeq ($(ARCH),generic)
+MARCH := -march=x86-64
+BUILD ?= build-generic
+else
+MARCH := -march=$(ARCH)
+BUILD ?= build
+endif
+
+# OpenMP build of OpenBLAS, linked by path so that the alternatives system
+# (which may point at the pthread build) cannot change our threading model.
+OPENBLAS_DIR := /usr/lib/x86_64-linux-gnu/openblas-openmp
+OPENBLAS_INC := /usr/include/x86_64-linux-gnu/openblas-openmp
+
+PKGS := hdf5 yaml-0.1
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+CHECK_CFLAGS = $(shell pkg-config --cflags check 2>/dev/null)
+CHECK_LIBS = $(shell pkg-config --libs check 2>/dev/null)
+
+# -std=c17 (not gnu17) keeps -ffp-contract=off: scalar loops are never
+# silently fused into FMAs, so auto-vectorised and scalar tails agree.
+OPT ?= -O3
+CFLAGS_BASE = -std=c17 $(OPT) $(MARCH) -fopenmp -g -Wall -Wextra -Werror -D_GNU_SOURCE \
+              -I$(OPENBLAS_INC) $(PKG_CFLAGS) -MMD -MP $(EXTRA_CFLAGS)
+LDLIBS_BASE = -L$(OPENBLAS_DIR) -Wl,-rpath,$(OPENBLAS_DIR) -lopenblas -llapacke $(PKG_LIBS) -lm \
+              $(EXTRA_LDFLAGS)
+
+LIB_SRC := $(wildcard src/*.c src/ops/*.c optim/*.c models/*.c tasks/*.c)
+LIB_SRC := $(filter-out src/main.c,$(LIB_SRC))
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+TEST_SRC := $(wildcard tests/*.c)
+TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/obj/%.o)
+BENCH_SRC := $(wildcard bench/*.c)
+BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
+
+LIB := $(BUILD)/libseqeig.a
+BIN := $(BUILD)/seqeig
+TEST_BIN := $(BUILD)/test_seqeig
+
+.PHONY: all test test-c test-generic bench asan clean deps
+all: $(BIN) $(LIB)
+
+deps:
+	@bash scripts/deps.sh
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_BASE) -c $< -o $@
+
+$(BUILD)/obj/tests/%.o: tests/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_BASE) $(CHECK_CFLAGS) -I$(BUILD) -c $< -o $@
+
+$(LIB): $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BIN): $(BUILD)/obj/src/main.o $(LIB)
+	$(CC) $(CFLAGS_BASE) $^ -o $@ $(LDLIBS_BASE)
+
+# Every `Suite *suite_x(void)` under tests/ becomes SUITE(suite_x).
+$(BUILD)/test_suites.h: $(TEST_SRC)
+	@mkdir -p $(BUILD)
+	@grep -ho '^Suite \*suite_[a-z0-9_]*(void)' $(TEST_SRC) | sed 's/^Suite \*\(suite_[a-z0-9_]*\)(void)/SUITE(\1)/' | sort > $@.tmp
+	@cmp -s $@.tmp $@ || mv $@.tmp $@; rm -f $@.tmp
+
+$(BUILD)/obj/tests/test_main.o: $(BUILD)/test_suites.h
+
+$(TEST_BIN): $(TEST_OBJ) $(LIB)
+	$(CC) $(CFLAGS_BASE) $^ -o $@ $(CHECK_LIBS) $(LDLIBS_BASE)
+
+$(BUILD)/bench/%: bench/%.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_BASE) $< $(LIB) -o $@ $(LDLIBS_BASE)
+
+# Check forks per test; the tests run with a fixed thread count unless the
+# caller sets OMP_NUM_THREADS.
+test: deps
+	@$(MAKE) --no-print-directory test-c
+	@$(MAKE) --no-print-directory ARCH=generic test-c
+
+test-c: $(TEST_BIN) $(BIN)
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} $(TEST_BIN)
+
+test-generic:
+	@$(MAKE) --no-print-directory ARCH=generic test-c
+
+asan: deps
+	@$(MAKE) --no-print-directory BUILD=build-asan OPT="-O1 -fno-omit-frame-pointer" \
+	  EXTRA_CFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=all" \
+	  EXTRA_LDFLAGS="-fsanitize=address,undefined" test-c-asan
+
+test-c-asan: $(TEST_BIN)
+	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 CK_TIMEOUT_MULTIPLIER=10 \
+	  OMP_NUM_THREADS=2 $(TEST_BIN)
+
+bench: deps $(BENCH_BIN)
+	@bash bench/run.sh $(BUILD)
+
+clean:
+	rm -rf build build-generic build-asan
+
+-include $(LIB_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(BUILD)/obj/src/main.d

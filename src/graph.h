@@ -1,0 +1,82 @@
+/* One training/eval step: the activation arena plus the autograd tape.
+ *
+ * Ops (src/ops/) allocate their outputs with tensor_new and, when any input
+ * needs a gradient, append a TapeEntry holding a hand-written backward
+ * function.  graph_backward walks the tape in reverse; every backward
+ * *accumulates* (+=) into its inputs' gradients, so a tensor used twice
+ * receives the sum.  Nothing is recorded when grad is disabled (evaluation,
+ * spectra), which makes the tape free there. */
+#ifndef SEQEIG_GRAPH_H
+#define SEQEIG_GRAPH_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "arena.h"
+#include "tensor.h"
+
+#define TAPE_MAX_INPUTS 4
+
+struct Graph;
+typedef struct TapeEntry TapeEntry;
+typedef void (*BackwardFn)(struct Graph *g, TapeEntry *e);
+
+struct TapeEntry {
+    BackwardFn backward;
+    const char *name;                 /* op name, for debugging */
+    Tensor *out;
+    Tensor *in[TAPE_MAX_INPUTS];      /* unused slots are NULL */
+    void *ctx;                        /* op-specific saved state (arena memory) */
+    int iarg[4];                      /* small integer arguments */
+    float farg[4];                    /* small float arguments */
+    TapeEntry *prev;
+};
+
+typedef struct Graph {
+    Arena arena;
+    TapeEntry *tape;          /* last entry; entries link backwards */
+    size_t n_entries;
+    bool grad_enabled;        /* record a tape */
+    bool training;            /* dropout active */
+    uint64_t dropout_seed;    /* key of the dropout stream */
+    uint64_t step;            /* step index, part of the dropout counter */
+    uint32_t n_dropout;       /* dropout ops issued in this step */
+} Graph;
+
+int graph_init(Graph *g, size_t arena_bytes, uint64_t dropout_seed);
+void graph_free(Graph *g);
+
+/* Start a step: forget all activations and the tape. */
+void graph_begin(Graph *g, uint64_t step, bool training, bool grad_enabled);
+
+/* New uninitialised / zeroed activation tensor in the arena. */
+Tensor *tensor_new(Graph *g, int ndim, const int *shape);
+Tensor *tensor_zeros(Graph *g, int ndim, const int *shape);
+Tensor *tensor_new_like(Graph *g, const Tensor *x);
+/* Wrap existing memory (not owned) as a tensor without gradient. */
+Tensor *tensor_wrap(Graph *g, float *data, int ndim, const int *shape);
+/* View with a new shape and the same number of elements. */
+Tensor *tensor_reshape(Graph *g, Tensor *x, int ndim, const int *shape);
+
+/* Scratch memory valid until the next graph_begin. */
+void *graph_scratch(Graph *g, size_t bytes);
+
+/* Whether an op with these inputs must be recorded (NULLs are ignored). */
+bool graph_wants_grad(const Graph *g, const Tensor *a, const Tensor *b, const Tensor *c,
+                      const Tensor *d);
+
+/* Append a tape entry; marks `out` as requiring grad. */
+TapeEntry *graph_record(Graph *g, const char *name, BackwardFn fn, Tensor *out, Tensor *a,
+                        Tensor *b, Tensor *c, Tensor *d);
+
+/* Gradient buffer of t (zero-filled on first request). NULL if t does not
+ * require grad, so backward functions can skip inputs that need nothing. */
+float *tensor_grad(Graph *g, Tensor *t);
+
+/* d(loss)/d(loss) = 1 for a 1-element tensor, then run the tape backwards. */
+void graph_backward(Graph *g, Tensor *loss);
+/* Seed out's gradient with `dout` (out->numel floats) and run the tape
+ * backwards; used by gradient checks of ops with non-scalar outputs. */
+void graph_backward_from(Graph *g, Tensor *out, const float *dout);
+
+#endif
