@@ -2,7 +2,7 @@
 #include <stdlib.h>
 
 #include "../src/ops.h"
-#include "../src/ops/kernels.h"
+#include "../src/ops/k_arith.h"
 #include "testutil.h"
 
 static Tensor *fwd_add(Graph *g, Tensor **in, void *ctx) { (void)ctx; return op_add(g, in[0], in[1]); }

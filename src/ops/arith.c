@@ -3,7 +3,7 @@
 #include <string.h>
 
 #include "../ops.h"
-#include "kernels.h"
+#include "k_arith.h"
 
 /* ---------------------------------------------------------------- kernels */
 
@@ -47,18 +47,6 @@ static void affine_block(const float *x, float s, float c, float *y, size_t n)
         _mm256_maskstore_ps(y + i, m, _mm256_fmadd_ps(vs, _mm256_maskload_ps(x + i, m), vc));
     }
 }
-
-/* Split [0, n) into KERNEL_BLOCK pieces across threads (only when large). */
-#define PARALLEL_BLOCKS(n, CALL)                                                 \
-    do {                                                                         \
-        size_t nb_ = ((n) + KERNEL_BLOCK - 1) / KERNEL_BLOCK;                    \
-        _Pragma("omp parallel for schedule(static) if ((n) >= KERNEL_PAR_MIN)")  \
-        for (size_t blk = 0; blk < nb_; blk++) {                                 \
-            size_t off = blk * KERNEL_BLOCK;                                     \
-            size_t len = (n) - off < KERNEL_BLOCK ? (n) - off : KERNEL_BLOCK;    \
-            CALL;                                                                \
-        }                                                                        \
-    } while (0)
 
 void k_add_avx2(const float *a, const float *b, float *y, size_t n)
 {

@@ -1,18 +1,14 @@
-/* Raw kernels behind the ops: plain arrays, no tape.  Each kernel family
- * has a scalar version (always built, the reference) and, when SIMD_AVX2,
- * an AVX2+FMA version; the un-suffixed name dispatches to the best one.
- * Tests compare the two; benchmarks time the dispatched one. */
-#ifndef SEQEIG_KERNELS_H
-#define SEQEIG_KERNELS_H
+/* Element-wise arithmetic kernels (ops/arith.c): plain arrays, no tape.
+ * Like every kernel family (src/ops/k_<family>.h) each has a scalar version
+ * (always built, the reference) and, when SIMD_AVX2, an AVX2+FMA version;
+ * the un-suffixed name dispatches to the best one.  Tests compare the two;
+ * benchmarks time the dispatched one. */
+#ifndef SEQEIG_K_ARITH_H
+#define SEQEIG_K_ARITH_H
 
 #include <stddef.h>
 
-#include "../simd.h"
-
-/* Element-wise loops are split between threads in blocks of this many
- * elements (a multiple of 8), and only when there are enough of them. */
-#define KERNEL_BLOCK 4096
-#define KERNEL_PAR_MIN 65536
+#include "parallel.h"
 
 /* ---- arith (ops/arith.c) ---- */
 /* y = a + b, y = a * b, y = s * x + c (each may alias its inputs) */
