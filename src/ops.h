@@ -72,6 +72,14 @@ Tensor *op_mean_time(Graph *g, Tensor *x, const float *mask);
 /* Copy of columns [start, start+len) of the last dim. */
 Tensor *op_slice_cols(Graph *g, Tensor *x, int start, int len);
 
+/* ---- broadcasting (ops/broadcast.c) ---- */
+/* x (rows, C) with a vector v (C) broadcast over rows: x + v, x * v. */
+Tensor *op_add_cols(Graph *g, Tensor *x, Tensor *v);
+Tensor *op_mul_cols(Graph *g, Tensor *x, Tensor *v);
+/* Per-head scaling: x (rows, H*P), s (rows, H) or s (H) (broadcast over
+ * rows); y[r, h*P + p] = x[r, h*P + p] * s[r, h].  H = s's last dim. */
+Tensor *op_mul_heads(Graph *g, Tensor *x, Tensor *s);
+
 /* ---- sequence ops ---- */
 /* Causal depthwise conv along time (ops/conv1d.c): x (B, L, C), w with C*K
  * elements laid out (C, K) (PyTorch (C, 1, K)), b (C) or NULL.
