@@ -1,0 +1,183 @@
+#include "h5util.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#define FAIL(...)                                          \
+    do {                                                   \
+        if (err) snprintf(err, H5U_ERR_LEN, __VA_ARGS__);  \
+        return -1;                                         \
+    } while (0)
+
+void h5u_quiet(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
+
+hid_t h5u_create(const char *path, char *err)
+{
+    h5u_quiet();
+    hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    if (f < 0 && err) snprintf(err, H5U_ERR_LEN, "cannot create HDF5 file '%s'", path);
+    return f;
+}
+
+hid_t h5u_open(const char *path, int writable, char *err)
+{
+    h5u_quiet();
+    hid_t f = H5Fopen(path, writable ? H5F_ACC_RDWR : H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f < 0 && err) snprintf(err, H5U_ERR_LEN, "cannot open HDF5 file '%s'", path);
+    return f;
+}
+
+static hid_t link_props(void)
+{
+    hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
+    H5Pset_create_intermediate_group(lcpl, 1);
+    return lcpl;
+}
+
+static int write_any(hid_t f, const char *name, hid_t file_type, hid_t mem_type, int ndim,
+                     const size_t *dims, const void *data, char *err)
+{
+    hsize_t hd[8];
+    if (ndim < 0 || ndim > 8) FAIL("dataset '%s': bad rank %d", name, ndim);
+    for (int i = 0; i < ndim; i++) hd[i] = dims[i];
+    hid_t space = ndim ? H5Screate_simple(ndim, hd, NULL) : H5Screate(H5S_SCALAR);
+    hid_t lcpl = link_props();
+    if (H5Lexists(f, name, H5P_DEFAULT) > 0) H5Ldelete(f, name, H5P_DEFAULT);
+    hid_t ds = H5Dcreate2(f, name, file_type, space, lcpl, H5P_DEFAULT, H5P_DEFAULT);
+    int rc = 0;
+    if (ds < 0 || H5Dwrite(ds, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0) rc = -1;
+    if (ds >= 0) H5Dclose(ds);
+    H5Pclose(lcpl);
+    H5Sclose(space);
+    if (rc) FAIL("cannot write dataset '%s'", name);
+    return 0;
+}
+
+int h5u_write_f32(hid_t f, const char *name, int ndim, const size_t *dims, const float *data, char *err)
+{
+    return write_any(f, name, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, ndim, dims, data, err);
+}
+
+int h5u_write_f64(hid_t f, const char *name, int ndim, const size_t *dims, const double *data, char *err)
+{
+    return write_any(f, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, ndim, dims, data, err);
+}
+
+int h5u_write_i32(hid_t f, const char *name, int ndim, const size_t *dims, const int32_t *data, char *err)
+{
+    return write_any(f, name, H5T_STD_I32LE, H5T_NATIVE_INT32, ndim, dims, data, err);
+}
+
+static hid_t utf8_string_type(void)
+{
+    hid_t t = H5Tcopy(H5T_C_S1);
+    H5Tset_size(t, H5T_VARIABLE);
+    H5Tset_cset(t, H5T_CSET_UTF8);
+    return t;
+}
+
+int h5u_write_string(hid_t f, const char *name, const char *text, char *err)
+{
+    hid_t t = utf8_string_type();
+    int rc = write_any(f, name, t, t, 0, NULL, &text, err);
+    H5Tclose(t);
+    return rc;
+}
+
+int h5u_exists(hid_t f, const char *name)
+{
+    /* H5Lexists needs every intermediate link to exist: check each prefix */
+    char buf[512];
+    snprintf(buf, sizeof buf, "%s", name);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = 0;
+        if (H5Lexists(f, buf, H5P_DEFAULT) <= 0) return 0;
+        *p = '/';
+    }
+    return H5Lexists(f, buf, H5P_DEFAULT) > 0;
+}
+
+int h5u_shape(hid_t f, const char *name, int max_dims, int *ndim, size_t *dims, char *err)
+{
+    if (!h5u_exists(f, name)) FAIL("dataset '%s' not found", name);
+    hid_t ds = H5Dopen2(f, name, H5P_DEFAULT);
+    if (ds < 0) FAIL("cannot open dataset '%s'", name);
+    hid_t sp = H5Dget_space(ds);
+    int nd = H5Sget_simple_extent_ndims(sp);
+    hsize_t hd[16];
+    int rc = 0;
+    if (nd < 0 || nd > max_dims || nd > 16) rc = -1;
+    else {
+        H5Sget_simple_extent_dims(sp, hd, NULL);
+        for (int i = 0; i < nd; i++) dims[i] = hd[i];
+        *ndim = nd;
+    }
+    H5Sclose(sp);
+    H5Dclose(ds);
+    if (rc) FAIL("dataset '%s' has rank %d (at most %d expected)", name, nd, max_dims);
+    return 0;
+}
+
+static int read_any(hid_t f, const char *name, hid_t mem_type, void *out, size_t n, char *err)
+{
+    if (!h5u_exists(f, name)) FAIL("dataset '%s' not found", name);
+    hid_t ds = H5Dopen2(f, name, H5P_DEFAULT);
+    if (ds < 0) FAIL("cannot open dataset '%s'", name);
+    hid_t sp = H5Dget_space(ds);
+    hssize_t count = H5Sget_simple_extent_npoints(sp);
+    H5Sclose(sp);
+    int rc = 0;
+    if (count < 0 || (size_t)count != n) rc = -2;
+    else if (H5Dread(ds, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) < 0) rc = -1;
+    H5Dclose(ds);
+    if (rc == -2) FAIL("dataset '%s' has %lld elements, expected %zu", name, (long long)count, n);
+    if (rc) FAIL("cannot read dataset '%s'", name);
+    return 0;
+}
+
+int h5u_read_f32(hid_t f, const char *name, float *out, size_t n, char *err)
+{
+    return read_any(f, name, H5T_NATIVE_FLOAT, out, n, err);
+}
+int h5u_read_f64(hid_t f, const char *name, double *out, size_t n, char *err)
+{
+    return read_any(f, name, H5T_NATIVE_DOUBLE, out, n, err);
+}
+int h5u_read_i32(hid_t f, const char *name, int32_t *out, size_t n, char *err)
+{
+    return read_any(f, name, H5T_NATIVE_INT32, out, n, err);
+}
+
+static int write_attr(hid_t f, const char *obj, const char *name, hid_t type, const void *value, char *err)
+{
+    hid_t o = H5Oopen(f, obj, H5P_DEFAULT);
+    if (o < 0) FAIL("cannot open object '%s' for attribute '%s'", obj, name);
+    if (H5Aexists(o, name) > 0) H5Adelete(o, name);
+    hid_t sp = H5Screate(H5S_SCALAR);
+    hid_t a = H5Acreate2(o, name, type, sp, H5P_DEFAULT, H5P_DEFAULT);
+    int rc = (a < 0 || H5Awrite(a, type, value) < 0) ? -1 : 0;
+    if (a >= 0) H5Aclose(a);
+    H5Sclose(sp);
+    H5Oclose(o);
+    if (rc) FAIL("cannot write attribute '%s' on '%s'", name, obj);
+    return 0;
+}
+
+int h5u_attr_string(hid_t f, const char *obj, const char *name, const char *value, char *err)
+{
+    hid_t t = utf8_string_type();
+    int rc = write_attr(f, obj, name, t, &value, err);
+    H5Tclose(t);
+    return rc;
+}
+
+int h5u_attr_i64(hid_t f, const char *obj, const char *name, int64_t value, char *err)
+{
+    return write_attr(f, obj, name, H5T_NATIVE_INT64, &value, err);
+}
+
+int h5u_attr_f64(hid_t f, const char *obj, const char *name, double value, char *err)
+{
+    return write_attr(f, obj, name, H5T_NATIVE_DOUBLE, &value, err);
+}

@@ -1,0 +1,40 @@
+/* Thin helpers over the HDF5 C API for writing and reading whole datasets
+ * and attributes by path (intermediate groups are created as needed).
+ * Every function returns 0 on success and -1 on failure, with a message
+ * naming the file and object in `err` (HDF5's own error stack is silenced). */
+#ifndef SEQEIG_H5UTIL_H
+#define SEQEIG_H5UTIL_H
+
+#include <hdf5.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define H5U_ERR_LEN 512
+
+/* Silence HDF5's automatic error printing (we report our own). */
+void h5u_quiet(void);
+
+/* Create (truncate) or open a file. Returns a file id or H5I_INVALID_HID. */
+hid_t h5u_create(const char *path, char *err);
+hid_t h5u_open(const char *path, int writable, char *err);
+
+/* Whole datasets: `dims` has `ndim` entries. */
+int h5u_write_f32(hid_t f, const char *name, int ndim, const size_t *dims, const float *data, char *err);
+int h5u_write_f64(hid_t f, const char *name, int ndim, const size_t *dims, const double *data, char *err);
+int h5u_write_i32(hid_t f, const char *name, int ndim, const size_t *dims, const int32_t *data, char *err);
+int h5u_write_string(hid_t f, const char *name, const char *text, char *err);
+
+/* Shape of a dataset (ndim <= max_dims) and whole-dataset reads converting
+ * to the requested type. `n` is the capacity of `out` in elements. */
+int h5u_shape(hid_t f, const char *name, int max_dims, int *ndim, size_t *dims, char *err);
+int h5u_read_f32(hid_t f, const char *name, float *out, size_t n, char *err);
+int h5u_read_f64(hid_t f, const char *name, double *out, size_t n, char *err);
+int h5u_read_i32(hid_t f, const char *name, int32_t *out, size_t n, char *err);
+int h5u_exists(hid_t f, const char *name);
+
+/* Scalar attributes on an object (path "/" for the file root). */
+int h5u_attr_string(hid_t f, const char *obj, const char *name, const char *value, char *err);
+int h5u_attr_i64(hid_t f, const char *obj, const char *name, int64_t value, char *err);
+int h5u_attr_f64(hid_t f, const char *obj, const char *name, double value, char *err);
+
+#endif

@@ -1,0 +1,82 @@
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../src/h5util.h"
+#include "testutil.h"
+
+static void tmp_path(char *buf, size_t n, const char *tag)
+{
+    snprintf(buf, n, "/tmp/seqeig_test_h5util_%s_%d.h5", tag, (int)getpid());
+}
+
+START_TEST(test_h5util_roundtrip_preserves_values_shapes_and_attributes)
+{
+    char path[256], err[H5U_ERR_LEN];
+    tmp_path(path, sizeof path, "rt");
+    hid_t f = h5u_create(path, err);
+    ck_assert_int_ge(f, 0);
+    float a[6] = {1.5f, -2.f, 3.25f, 0.f, 1e-30f, -7.f};
+    double d[3] = {0.1, 1e300, -0.0};
+    int32_t i[4] = {-100, 0, 7, 2147483647};
+    ck_assert_int_eq(h5u_write_f32(f, "/grp/sub/a", 2, (size_t[]){2, 3}, a, err), 0);
+    ck_assert_int_eq(h5u_write_f64(f, "d", 1, (size_t[]){3}, d, err), 0);
+    ck_assert_int_eq(h5u_write_i32(f, "/grp/i", 1, (size_t[]){4}, i, err), 0);
+    ck_assert_int_eq(h5u_write_string(f, "/text", "key: value\n", err), 0);
+    ck_assert_int_eq(h5u_attr_string(f, "/", "format", "seqeig-test", err), 0);
+    ck_assert_int_eq(h5u_attr_i64(f, "/grp", "seed", 1919, err), 0);
+    ck_assert_int_eq(h5u_attr_f64(f, "/grp/sub/a", "scale", 0.5, err), 0);
+    H5Fclose(f);
+
+    f = h5u_open(path, 0, err);
+    ck_assert_int_ge(f, 0);
+    int nd;
+    size_t dims[4];
+    ck_assert_int_eq(h5u_shape(f, "/grp/sub/a", 4, &nd, dims, err), 0);
+    ck_assert_int_eq(nd, 2);
+    ck_assert_uint_eq(dims[0], 2);
+    ck_assert_uint_eq(dims[1], 3);
+    float a2[6];
+    double d2[3];
+    int32_t i2[4];
+    ck_assert_int_eq(h5u_read_f32(f, "/grp/sub/a", a2, 6, err), 0);
+    ck_assert_int_eq(h5u_read_f64(f, "d", d2, 3, err), 0);
+    ck_assert_int_eq(h5u_read_i32(f, "/grp/i", i2, 4, err), 0);
+    ck_assert_mem_eq(a, a2, sizeof a);
+    ck_assert_mem_eq(d, d2, sizeof d);
+    ck_assert_mem_eq(i, i2, sizeof i);
+    ck_assert(h5u_exists(f, "/grp/sub/a"));
+    ck_assert(!h5u_exists(f, "/grp/nothing/here"));
+    H5Fclose(f);
+    unlink(path);
+}
+END_TEST
+
+START_TEST(test_h5util_errors_name_the_object)
+{
+    char path[256], err[H5U_ERR_LEN] = "";
+    tmp_path(path, sizeof path, "err");
+    ck_assert_int_lt(h5u_open("/nonexistent/dir/x.h5", 0, err), 0);
+    ck_assert_ptr_nonnull(strstr(err, "/nonexistent/dir/x.h5"));
+    hid_t f = h5u_create(path, err);
+    float a[2] = {1, 2}, b[3];
+    ck_assert_int_eq(h5u_write_f32(f, "a", 1, (size_t[]){2}, a, err), 0);
+    ck_assert_int_eq(h5u_read_f32(f, "missing", b, 3, err), -1);
+    ck_assert_ptr_nonnull(strstr(err, "missing"));
+    ck_assert_int_eq(h5u_read_f32(f, "a", b, 3, err), -1); /* wrong element count */
+    ck_assert_ptr_nonnull(strstr(err, "expected 3"));
+    H5Fclose(f);
+    unlink(path);
+}
+END_TEST
+
+Suite *suite_h5util(void)
+{
+    Suite *s = suite_create("h5util");
+    TCase *tc = tcase_create("core");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_h5util_roundtrip_preserves_values_shapes_and_attributes);
+    tcase_add_test(tc, test_h5util_errors_name_the_object);
+    suite_add_tcase(s, tc);
+    return s;
+}
