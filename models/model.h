@@ -1,0 +1,94 @@
+/* Sequence models: configuration, parameters, forward pass, spectra.
+ *
+ * A Model owns its ParamSet (names follow the reference study's PyTorch
+ * state_dict, see docs/parameters.md) and builds its forward pass on a
+ * Graph from engine ops, so backward comes from the tape.  Two families:
+ *   - transformer backbone with softmax / linear / norm attention
+ *     (models/transformer.c, models/attention.c), SPEC 3.1-3.4;
+ *   - Mamba-2 (models/mamba2.c), SPEC 3.5, incl. the pseudo-LTI variant.
+ * The eigenvalue quantity of every layer (SPEC 6, method "dsf") can be
+ * requested from the same forward pass; it costs nothing when not asked. */
+#ifndef SEQEIG_MODEL_H
+#define SEQEIG_MODEL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../src/graph.h"
+#include "../src/param.h"
+
+typedef enum { MODEL_SM_ATTENTION, MODEL_LIN_ATTENTION, MODEL_NORM_ATTENTION, MODEL_MAMBA2 } ModelKind;
+typedef enum { NORM_FN_EXP, NORM_FN_ELU, NORM_FN_SOFTPLUS, NORM_FN_SIGMOID } NormFn;
+typedef enum { APPROX_NONE, APPROX_ELU } ApproxFn;
+typedef enum { MIXER_NONE, MIXER_MLP } MixerKind;
+typedef enum { HEAD_LM, HEAD_CLASSIFIER } HeadKind;
+
+typedef struct ModelConfig {
+    ModelKind kind;
+    int vocab_size;      /* token embedding rows */
+    int output_dim;      /* LM: logits per position (usually vocab_size); classifier: classes */
+    int hidden_dim;      /* d */
+    int state_dim;       /* d_qk for attention, N for Mamba-2 */
+    int num_heads;       /* H */
+    int num_layers;
+    float dropout;
+    HeadKind head;
+    int mixer_dim;       /* transformer MLP width and classifier-head width (0: no classifier MLP) */
+
+    /* transformer backbone and attention */
+    int max_pos_embed;   /* > 0: learned absolute positions */
+    MixerKind mixer;
+    bool use_gate;
+    int dim_conv;        /* causal depthwise conv on q,k,v (0: none) */
+    NormFn norm_fn;      /* norm attention */
+    ApproxFn approx_fn;
+    bool scale_B;
+    bool offset;
+
+    /* Mamba-2 */
+    int conv_dim;        /* kernel of the conv on x|B|C */
+    bool glu;
+    bool prenorm;
+    bool pseudo_lti;
+} ModelConfig;
+
+/* Defaults of the reference study's configs for `kind` (then override). */
+void model_config_defaults(ModelConfig *c, ModelKind kind);
+/* 0 if consistent; otherwise -1 and a message naming the offending key. */
+int model_config_check(const ModelConfig *c, char *err, size_t errlen);
+const char *model_kind_name(ModelKind k);   /* "sm-attention", ..., "mamba2" */
+
+typedef struct Model Model;
+
+/* One batch as the model sees it. */
+typedef struct ModelBatch {
+    int B, L;
+    const int32_t *tokens;   /* (B, L) */
+    const float *mask;       /* (B, L) 1 = valid, for padded classification; NULL = all valid */
+    const int32_t *rows;     /* LM head: flat indices b*L + t of the positions that need logits */
+    int n_rows;              /* (rows == NULL: every position) */
+} ModelBatch;
+
+struct Model {
+    ModelConfig cfg;
+    ParamSet params;
+    void *impl;              /* family-specific layer bookkeeping */
+};
+
+/* Declare parameters (names as the reference state_dict) and allocate them. */
+int model_create(Model *m, const ModelConfig *cfg, char *err, size_t errlen);
+void model_free(Model *m);
+/* Initialise every parameter as SPEC 3 from the init stream of `seed`. */
+void model_init(Model *m, uint64_t seed);
+
+/* Forward pass.  Returns logits: (n_rows, output_dim) for HEAD_LM,
+ * (B, output_dim) for HEAD_CLASSIFIER.  If `eig` is non-NULL it receives
+ * the per-layer eigenvalue quantity of SPEC 6 (method "dsf") as float64,
+ * shape (B, num_layers, num_heads, model_spectra_T(m, L)). */
+Tensor *model_forward(Model *m, Graph *g, const ModelBatch *batch, double *eig);
+
+/* Time steps per sequence in the spectra: L - 1 for attention, L for Mamba-2. */
+int model_spectra_T(const Model *m, int L);
+
+#endif
