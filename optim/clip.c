@@ -54,7 +54,7 @@ size_t clip_block_len(size_t n)
     return len < CLIP_BLOCK_MIN ? CLIP_BLOCK_MIN : len;
 }
 
-double grad_norm(const float *g, size_t n)
+double clip_global_norm(const float *g, size_t n)
 {
     if (n == 0) return 0.0;
     const size_t bl = clip_block_len(n);
@@ -73,7 +73,7 @@ double grad_norm(const float *g, size_t n)
 
 double clip_grad_norm(float *g, size_t n, double max_norm)
 {
-    double norm = grad_norm(g, n);
+    double norm = clip_global_norm(g, n);
     float coef = (float)(max_norm / (norm + 1e-6));
     if (coef < 1.0f) {
 #pragma omp parallel for schedule(static) if (n >= KERNEL_PAR_MIN)

@@ -21,7 +21,7 @@
 #define CLIP_MAX_BLOCKS 512
 
 /* L2 norm of g[0..n). */
-double grad_norm(const float *g, size_t n);
+double clip_global_norm(const float *g, size_t n);
 
 /* Scale g[0..n) in place so that its L2 norm is at most max_norm (> 0):
  * coef = (float)(max_norm / (norm + 1e-6)); if coef < 1, g *= coef.

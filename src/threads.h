@@ -5,10 +5,11 @@
  * keeping a pool of pthreads of its own.  The two therefore never compete
  * for the cores: a cblas_sgemm called between our parallel loops uses the
  * same n threads, and one called inside a parallel region runs on the
- * calling thread alone.  (With the pthread build, OpenBLAS threads spinning
- * next to OpenMP threads oversubscribed a 2-core machine and halved sgemm
- * throughput; see /work/shared/ENGINEERING.md.)  threads_set keeps both
- * libraries' counts equal so this holds whatever the environment said.
+ * calling thread alone.  (With the pthread build, OpenBLAS's own threads
+ * spinning next to OpenMP's oversubscribe the cores: on a 2-core machine
+ * GEMMs issued between or inside OpenMP loops ran 2-3x slower.)
+ * threads_set keeps both libraries' counts equal so this holds whatever
+ * the environment said (OPENBLAS_NUM_THREADS included).
  *
  * Call from the main thread, outside any parallel region.  Note that a
  * process which has run an OpenMP region must not fork and use OpenMP in
