@@ -205,18 +205,34 @@ static float *work_alloc(Graph *g, const SsdDims *d, int *nthreads)
 }
 
 /* Cumulative log decay of one chunk (float64) and the decays derived from it. */
-static void chunk_decays(const float *la, int stride, int q, SsdWork *w, float *ecE)
+/* out[i] = exp(sgn * (c[i] - ref)), the float64 difference rounded to float
+ * before the exponential (as in the decay mask). */
+static void exp_shifted(const double *c, int q, double ref, double sgn, float *out)
+{
+    int i = 0;
+#if SIMD_AVX2
+    const __m256d vr = _mm256_set1_pd(ref), vs = _mm256_set1_pd(sgn);
+    for (; i + 8 <= q; i += 8) {
+        __m128 lo = _mm256_cvtpd_ps(_mm256_mul_pd(vs, _mm256_sub_pd(_mm256_loadu_pd(c + i), vr)));
+        __m128 hi = _mm256_cvtpd_ps(_mm256_mul_pd(vs, _mm256_sub_pd(_mm256_loadu_pd(c + i + 4), vr)));
+        _mm256_storeu_ps(out + i, v8_exp(_mm256_set_m128(hi, lo)));
+    }
+#endif
+    for (; i < q; i++) out[i] = expf((float)(sgn * (c[i] - ref)));
+}
+
+/* In-chunk cumulative log decay c (float64) and, when asked, ec_t = exp(c_t)
+ * and w_s = exp(c_E - c_s).  Returns exp(c_E). */
+static float chunk_decays(const float *la, int stride, int q, SsdWork *w, bool want_ec, bool want_w)
 {
     double s = 0.0;
     for (int i = 0; i < q; i++) {
         s += (double)la[(size_t)i * stride];
         w->c[i] = s;
     }
-    for (int i = 0; i < q; i++) {
-        w->ec[i] = (float)exp(w->c[i]);
-        w->w[i] = (float)exp(s - w->c[i]);
-    }
-    *ecE = (float)exp(s);
+    if (want_ec) exp_shifted(w->c, q, 0.0, 1.0, w->ec);
+    if (want_w) exp_shifted(w->c, q, s, -1.0, w->w);
+    return (float)exp(s);
 }
 
 /* dst[i, :] = v[i] * src[i, :] for q rows of n. */
@@ -230,11 +246,82 @@ static void scale_rows(float *dst, const float *src, const float *v, int q, int 
     }
 }
 
+/* sum a_j b_j accumulated in float64 (AVX2: 2 x 4 lanes, masked tail) */
 static double dot_d(const float *a, const float *b, size_t n)
 {
+#if SIMD_AVX2
+    __m256d s0 = _mm256_setzero_pd(), s1 = _mm256_setzero_pd();
+    size_t j = 0;
+    for (; j + 8 <= n; j += 8) {
+        __m256 va = _mm256_loadu_ps(a + j), vb = _mm256_loadu_ps(b + j);
+        s0 = _mm256_fmadd_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(va)),
+                             _mm256_cvtps_pd(_mm256_castps256_ps128(vb)), s0);
+        s1 = _mm256_fmadd_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(va, 1)),
+                             _mm256_cvtps_pd(_mm256_extractf128_ps(vb, 1)), s1);
+    }
+    if (j < n) {
+        __m256i m = simd_tail_mask(n - j);
+        __m256 va = _mm256_maskload_ps(a + j, m), vb = _mm256_maskload_ps(b + j, m);
+        s0 = _mm256_fmadd_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(va)),
+                             _mm256_cvtps_pd(_mm256_castps256_ps128(vb)), s0);
+        s1 = _mm256_fmadd_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(va, 1)),
+                             _mm256_cvtps_pd(_mm256_extractf128_ps(vb, 1)), s1);
+    }
+    s0 = _mm256_add_pd(s0, s1);
+    __m128d h = _mm_add_pd(_mm256_castpd256_pd128(s0), _mm256_extractf128_pd(s0, 1));
+    return _mm_cvtsd_f64(_mm_add_sd(h, _mm_unpackhi_pd(h, h)));
+#else
     double s = 0.0;
     for (size_t j = 0; j < n; j++) s += (double)a[j] * b[j];
     return s;
+#endif
+}
+
+/* Products with a q x q lower-triangular factor: split at h (about q/2) so
+ * that the zero upper-right block is skipped (3/4 of the full work). */
+static int tri_split(int q) { return q >= 32 ? ((q / 2 + 7) & ~7) : 0; }
+
+/* Lower triangle (with the diagonal) of O = A Bt^T, A and Bt (q x k); the
+ * block O[0:h, h:q] is left unwritten. */
+static void gemm_lower_abt(int q, int k, const float *A, int lda, const float *Bt, int ldb, float *O,
+                           int ldo)
+{
+    int h = tri_split(q);
+    if (!h) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, q, q, k, 1.0f, A, lda, Bt, ldb, 0.0f, O, ldo);
+        return;
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, h, h, k, 1.0f, A, lda, Bt, ldb, 0.0f, O, ldo);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, q - h, q, k, 1.0f, A + (size_t)h * lda, lda,
+                Bt, ldb, 0.0f, O + (size_t)h * ldo, ldo);
+}
+
+/* Y = beta Y + Lm Z, Lm (q x q) lower triangular, Z (q x n). */
+static void gemm_lower_lz(int q, int n, const float *Lm, int ldl, const float *Z, int ldz, float beta,
+                          float *Y, int ldy)
+{
+    int h = tri_split(q);
+    if (!h) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, q, n, q, 1.0f, Lm, ldl, Z, ldz, beta, Y, ldy);
+        return;
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, h, n, h, 1.0f, Lm, ldl, Z, ldz, beta, Y, ldy);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, q - h, n, q, 1.0f, Lm + (size_t)h * ldl, ldl,
+                Z, ldz, beta, Y + (size_t)h * ldy, ldy);
+}
+
+/* Y = beta Y + Lm^T Z, Lm (q x q) lower triangular, Z (q x n). */
+static void gemm_lower_ltz(int q, int n, const float *Lm, int ldl, const float *Z, int ldz, float beta,
+                           float *Y, int ldy)
+{
+    int h = tri_split(q);
+    if (!h) {
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, q, n, q, 1.0f, Lm, ldl, Z, ldz, beta, Y, ldy);
+        return;
+    }
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, h, n, q, 1.0f, Lm, ldl, Z, ldz, beta, Y, ldy);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, q - h, n, q - h, 1.0f,
+                Lm + (size_t)h * ldl + h, ldl, Z + (size_t)h * ldz, ldz, beta, Y + (size_t)h * ldy, ldy);
 }
 
 typedef struct SsdCtx {
@@ -258,16 +345,13 @@ static void ssd_forward_batch(const SsdDims *d, int b, const float *x, const flo
         const int t0 = k * Q, q = L - t0 < Q ? L - t0 : Q;
         const float *Bk = Bb + (size_t)t0 * N, *Ck = Cb + (size_t)t0 * N;
         /* G = C B^T, shared by the heads */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, q, q, N, 1.0f, Ck, N, Bk, N, 0.0f,
-                    wk->G, Q);
+        gemm_lower_abt(q, N, Ck, N, Bk, N, wk->G, Q);
         for (int h = 0; h < H; h++) {
             const float *Xk = xb + (size_t)t0 * HP + (size_t)h * P;
             float *Yk = yb + (size_t)t0 * HP + (size_t)h * P;
-            float ecE;
-            chunk_decays(lab + (size_t)t0 * H + h, H, q, wk, &ecE);
+            const float ecE = chunk_decays(lab + (size_t)t0 * H + h, H, q, wk, k > 0, k < K - 1);
             ssd_decay_mask(wk->c, q, wk->G, Q, wk->M, NULL);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, q, P, q, 1.0f, wk->M, Q, Xk, HP,
-                        0.0f, Yk, HP);
+            gemm_lower_lz(q, P, wk->M, Q, Xk, HP, 0.0f, Yk, HP);
             float *Sprev = NULL;
             if (k > 0) {
                 Sprev = sb ? sb + ((size_t)(k - 1) * H + h) * PN : wk->S + (size_t)h * PN;
@@ -311,8 +395,7 @@ static void ssd_backward_batch(const SsdDims *d, int b, const SsdGrads *gr, cons
         const float *Bk = gr->Bm + ob + (size_t)t0 * N, *Ck = gr->Cm + ob + (size_t)t0 * N;
         float *dBk = gr->dB ? gr->dB + ob + (size_t)t0 * N : NULL;
         float *dCk = gr->dC ? gr->dC + ob + (size_t)t0 * N : NULL;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, q, q, N, 1.0f, Ck, N, Bk, N, 0.0f,
-                    wk->G, Q);
+        gemm_lower_abt(q, N, Ck, N, Bk, N, wk->G, Q);
         for (int h = 0; h < H; h++) {
             const size_t off = ox + (size_t)t0 * HP + (size_t)h * P;
             const float *Xk = gr->x + off, *dYk = gr->dy + off;
@@ -321,8 +404,7 @@ static void ssd_backward_batch(const SsdDims *d, int b, const SsdGrads *gr, cons
             const bool has_dS = k < K - 1;          /* gradient w.r.t. the state after the chunk */
             const float *Sprev = (k > 0 && sb) ? sb + ((size_t)(k - 1) * H + h) * PN : NULL;
             float *da = wk->da;
-            float ecE;
-            chunk_decays(gr->la + oa + (size_t)t0 * H + h, H, q, wk, &ecE);
+            const float ecE = chunk_decays(gr->la + oa + (size_t)t0 * H + h, H, q, wk, k > 0, has_dS);
             ssd_decay_mask(wk->c, q, wk->G, Q, wk->M, wk->W);
             for (int i = 0; i < q; i++) da[i] = 0.0f;
 
@@ -361,18 +443,14 @@ static void ssd_backward_batch(const SsdDims *d, int b, const SsdGrads *gr, cons
 
             /* ---- intra-chunk: Y = M X ---- */
             if (dXk)
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, q, P, q, 1.0f, wk->M, Q, dYk, HP,
-                            1.0f, dXk, HP);
+                gemm_lower_ltz(q, P, wk->M, Q, dYk, HP, 1.0f, dXk, HP);
             if (need_dM) {
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, q, q, P, 1.0f, dYk, HP, Xk, HP,
-                            0.0f, wk->dM, Q);
+                gemm_lower_abt(q, P, dYk, HP, Xk, HP, wk->dM, Q);
                 ssd_decay_mask_backward(q, wk->dM, wk->W, wk->G, Q, wk->acc, da);
                 if (dCk)
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, q, N, q, 1.0f, wk->dM, Q,
-                                Bk, N, 1.0f, dCk, N);
+                    gemm_lower_lz(q, N, wk->dM, Q, Bk, N, 1.0f, dCk, N);
                 if (dBk)
-                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, q, N, q, 1.0f, wk->dM, Q, Ck,
-                                N, 1.0f, dBk, N);
+                    gemm_lower_ltz(q, N, wk->dM, Q, Ck, N, 1.0f, dBk, N);
             }
 
             /* ---- inter-chunk: Y += diag(ec) C S_prev^T ---- */
