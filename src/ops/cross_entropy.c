@@ -43,32 +43,36 @@ void k_xent_fwd_row_avx2(const float *x, float *max, float *sum, int *argmax, si
     /* tail lanes become -inf: never a maximum, exp() gives 0 */
     const __m256 xt = nv < n ? _mm256_blendv_ps(ninf, _mm256_maskload_ps(x + nv, tm), _mm256_castsi256_ps(tm))
                              : ninf;
-    /* Each lane keeps its maximum and the first index where it occurred
-     * (strict > keeps the earliest); the lanes are merged below. */
-    __m256 vmax = ninf;
-    __m256i vidx = _mm256_set1_epi32(0);
-    __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    const __m256i eight = _mm256_set1_epi32(8);
-    for (size_t i = 0; i < n; i += 8) {
-        __m256 xv = i == nv ? xt : _mm256_loadu_ps(x + i);
-        __m256 gt = _mm256_cmp_ps(xv, vmax, _CMP_GT_OQ);
-        vmax = _mm256_blendv_ps(vmax, xv, gt);
-        vidx = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(vidx), _mm256_castsi256_ps(idx), gt));
-        idx = _mm256_add_epi32(idx, eight);
+    /* Pass 1: the maximum (two accumulators: max is exact, so any order
+     * gives the same value). */
+    __m256 mx0 = xt, mx1 = ninf;
+    size_t i = 0;
+    for (; i + 16 <= nv; i += 16) {
+        mx0 = _mm256_max_ps(mx0, _mm256_loadu_ps(x + i));
+        mx1 = _mm256_max_ps(mx1, _mm256_loadu_ps(x + i + 8));
     }
-    const float m = simd_hmax(vmax);
-    float lm[8];
-    int li[8];
-    _mm256_storeu_ps(lm, vmax);
-    _mm256_storeu_si256((__m256i *)li, vidx);
-    int am = -1;
-    for (int l = 0; l < 8; l++)
-        if (lm[l] == m && (am < 0 || li[l] < am)) am = li[l];
-
+    if (i < nv) mx0 = _mm256_max_ps(mx0, _mm256_loadu_ps(x + i));
+    const float m = simd_hmax(_mm256_max_ps(mx0, mx1));
     const __m256 vm = _mm256_set1_ps(m);
-    __m256 acc = _mm256_setzero_ps();
-    for (size_t i = 0; i < nv; i += 8) acc = _mm256_add_ps(acc, v8_exp(_mm256_sub_ps(_mm256_loadu_ps(x + i), vm)));
-    if (nv < n) acc = _mm256_add_ps(acc, v8_exp(_mm256_sub_ps(xt, vm)));
+
+    /* Pass 2: the first index holding the maximum (torch.argmax on ties);
+     * stops at the first hit. */
+    int am = -1;
+    for (i = 0; i < n && am < 0; i += 8) {
+        __m256 xv = i == nv ? xt : _mm256_loadu_ps(x + i);
+        int bits = _mm256_movemask_ps(_mm256_cmp_ps(xv, vm, _CMP_EQ_OQ));
+        if (bits) am = (int)i + __builtin_ctz((unsigned)bits);
+    }
+
+    /* Pass 3: sum exp(x - max), two accumulators added at the end. */
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    for (i = 0; i + 16 <= nv; i += 16) {
+        acc0 = _mm256_add_ps(acc0, v8_exp(_mm256_sub_ps(_mm256_loadu_ps(x + i), vm)));
+        acc1 = _mm256_add_ps(acc1, v8_exp(_mm256_sub_ps(_mm256_loadu_ps(x + i + 8), vm)));
+    }
+    if (i < nv) acc0 = _mm256_add_ps(acc0, v8_exp(_mm256_sub_ps(_mm256_loadu_ps(x + i), vm)));
+    if (nv < n) acc1 = _mm256_add_ps(acc1, v8_exp(_mm256_sub_ps(xt, vm)));
+    const __m256 acc = _mm256_add_ps(acc0, acc1);
     *max = m;
     *sum = simd_hsum(acc);
     *argmax = am < 0 ? 0 : am; /* am < 0 only for an all -inf (or NaN) row */
