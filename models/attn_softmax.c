@@ -5,9 +5,15 @@
  * below OpenBLAS (OpenMP build) runs them single-threaded.  The element-wise
  * tile work (max, exp, sums) is in the kernels at the top of this file.
  *
- * Tile sizes: 64 x 64 was the best of {32, 64, 128} for both query and key
- * blocks at the target shapes (L = 64, dk = dv = 64 and L = 512,
- * dk = dv = 128) on the development machine. */
+ * Score tiles are computed as NN products against a transposed copy of the
+ * key tile (and, in the backward, of the value tile): OpenBLAS 0.3.21 sends
+ * small row-major "A B^T" products through its packing path, which was ~25%
+ * slower than transpose + NN on 64 x 64 x 128 tiles.
+ *
+ * Tile sizes: 64 x 64 was among the best of {32, 64, 96, 128}^2 at the target
+ * shapes (L = 64, dk = dv = 64 and L = 512, dk = dv = 128) on the development
+ * machine; 128-row tiles leave OpenBLAS's small-matrix kernels and were
+ * 10-25% slower. */
 #include "attn_softmax.h"
 
 #include <cblas.h>
@@ -76,8 +82,52 @@ void attn_sm_rowdot_scalar(const float *a, int lda, const float *b, int ldb, int
     }
 }
 
+void attn_sm_transpose_scalar(const float *src, int lds, int n, int m, float *dst, int ldd)
+{
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < m; j++) dst[(size_t)j * ldd + i] = src[(size_t)i * lds + j];
+}
+
 /* -------------------------------------------------------------- AVX2 kernels */
 #if SIMD_AVX2
+/* 8 x 8 blocks through registers; the ragged edges element by element */
+void attn_sm_transpose_avx2(const float *src, int lds, int n, int m, float *dst, int ldd)
+{
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        int j = 0;
+        for (; j + 8 <= m; j += 8) {
+            const float *s = src + (size_t)i * lds + j;
+            __m256 r0 = _mm256_loadu_ps(s), r1 = _mm256_loadu_ps(s + lds);
+            __m256 r2 = _mm256_loadu_ps(s + 2 * (size_t)lds), r3 = _mm256_loadu_ps(s + 3 * (size_t)lds);
+            __m256 r4 = _mm256_loadu_ps(s + 4 * (size_t)lds), r5 = _mm256_loadu_ps(s + 5 * (size_t)lds);
+            __m256 r6 = _mm256_loadu_ps(s + 6 * (size_t)lds), r7 = _mm256_loadu_ps(s + 7 * (size_t)lds);
+            /* interleave pairs of rows, then pairs of pairs, then the 128-bit halves */
+            __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+            __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+            __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
+            __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+            __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+            __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+            __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+            __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+            float *d = dst + (size_t)j * ldd + i;
+            _mm256_storeu_ps(d, _mm256_permute2f128_ps(u0, u4, 0x20));
+            _mm256_storeu_ps(d + ldd, _mm256_permute2f128_ps(u1, u5, 0x20));
+            _mm256_storeu_ps(d + 2 * (size_t)ldd, _mm256_permute2f128_ps(u2, u6, 0x20));
+            _mm256_storeu_ps(d + 3 * (size_t)ldd, _mm256_permute2f128_ps(u3, u7, 0x20));
+            _mm256_storeu_ps(d + 4 * (size_t)ldd, _mm256_permute2f128_ps(u0, u4, 0x31));
+            _mm256_storeu_ps(d + 5 * (size_t)ldd, _mm256_permute2f128_ps(u1, u5, 0x31));
+            _mm256_storeu_ps(d + 6 * (size_t)ldd, _mm256_permute2f128_ps(u2, u6, 0x31));
+            _mm256_storeu_ps(d + 7 * (size_t)ldd, _mm256_permute2f128_ps(u3, u7, 0x31));
+        }
+        for (; j < m; j++)
+            for (int ii = i; ii < i + 8; ii++) dst[(size_t)j * ldd + ii] = src[(size_t)ii * lds + j];
+    }
+    for (; i < n; i++)
+        for (int j = 0; j < m; j++) dst[(size_t)j * ldd + i] = src[(size_t)i * lds + j];
+}
+
 void attn_sm_fwd_tile_avx2(float *s, int lds, int nq, int nk, int diag, float *m, float *l,
                            float *alpha)
 {
@@ -190,6 +240,10 @@ void attn_sm_rowdot(const float *a, int lda, const float *b, int ldb, int n, int
 {
     DISPATCH(attn_sm_rowdot, a, lda, b, ldb, n, m, out);
 }
+void attn_sm_transpose(const float *src, int lds, int n, int m, float *dst, int ldd)
+{
+    DISPATCH(attn_sm_transpose, src, lds, n, m, dst, ldd);
+}
 
 /* ------------------------------------------------------------------ drivers */
 
@@ -207,7 +261,7 @@ static inline size_t line_floats(size_t n) { return (n + 15) & ~(size_t)15; }
 static size_t fwd_work_floats(const AttnDims *d)
 {
     return line_floats((size_t)ATTN_SM_BQ * ATTN_SM_BK) + line_floats((size_t)ATTN_SM_BQ * d->dv) +
-           3 * line_floats(ATTN_SM_BQ);
+           line_floats((size_t)d->dk * ATTN_SM_BK) + 3 * line_floats(ATTN_SM_BQ);
 }
 
 static void fwd_block(const AttnDims *d, const float *q, const float *k, const float *v, float *y,
@@ -224,13 +278,17 @@ static void fwd_block(const AttnDims *d, const float *q, const float *k, const f
     float *m = O + line_floats((size_t)ATTN_SM_BQ * dv);
     float *l = m + line_floats(ATTN_SM_BQ);
     float *alpha = l + line_floats(ATTN_SM_BQ);
+    float *KT = alpha + line_floats(ATTN_SM_BQ);
 
     for (int r = 0; r < nq; r++) m[r] = -INFINITY, l[r] = 0.0f;
     const int q_end = q0 + nq; /* keys s < q_end can be visible */
     for (int k0 = 0; k0 < q_end; k0 += ATTN_SM_BK) {
         const int nk = imin(ATTN_SM_BK, q_end - k0); /* columns past the last query are all masked */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, dk, d->scale, Qb, ldq,
-                    Kh + (size_t)k0 * ldq, ldq, 0.0f, S, ATTN_SM_BK);
+        /* S = scale Q K^T as a plain NN product with K transposed: faster
+         * than OpenBLAS's transposed path on tiles this small */
+        attn_sm_transpose(Kh + (size_t)k0 * ldq, ldq, nk, dk, KT, ATTN_SM_BK);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, nk, dk, d->scale, Qb, ldq, KT,
+                    ATTN_SM_BK, 0.0f, S, ATTN_SM_BK);
         attn_sm_fwd_tile(S, ATTN_SM_BK, nq, nk, q0 - k0, m, l, alpha);
         if (k0 > 0) {
             for (int r = 0; r < nq; r++) {
@@ -260,7 +318,8 @@ static void fwd_block(const AttnDims *d, const float *q, const float *k, const f
 
 static size_t bwd_work_floats(const AttnDims *d)
 {
-    return 2 * line_floats((size_t)ATTN_SM_BQ * ATTN_SM_BK) + line_floats((size_t)d->L);
+    return 2 * line_floats((size_t)ATTN_SM_BQ * ATTN_SM_BK) + line_floats((size_t)d->L) +
+           line_floats((size_t)d->dk * ATTN_SM_BK) + line_floats((size_t)d->dv * ATTN_SM_BK);
 }
 
 /* Backward of one (b*H + h): key blocks outer, query blocks inner, each
@@ -278,25 +337,31 @@ static void bwd_head(const AttnDims *d, const float *q, const float *k, const fl
     float *P = work;
     float *dS = P + line_floats((size_t)ATTN_SM_BQ * ATTN_SM_BK);
     float *D = dS + line_floats((size_t)ATTN_SM_BQ * ATTN_SM_BK);
+    float *KT = D + line_floats((size_t)L);
+    float *VT = KT + line_floats((size_t)dk * ATTN_SM_BK);
 
     attn_sm_rowdot(dYh, ldv, y + ov, ldv, L, dv, D);
     for (int k0 = 0; k0 < L; k0 += ATTN_SM_BK) {
         const int nk_full = imin(ATTN_SM_BK, L - k0);
+        /* k and v of this key block transposed once for all query blocks:
+         * the score tiles S = Q K^T and dP = dY V^T become NN products */
+        attn_sm_transpose(Kh + (size_t)k0 * ldq, ldq, nk_full, dk, KT, ATTN_SM_BK);
+        if (gq || gk) attn_sm_transpose(Vh + (size_t)k0 * ldv, ldv, nk_full, dv, VT, ATTN_SM_BK);
         /* the query block holding row k0 is the first that sees key k0 */
         for (int q0 = (k0 / ATTN_SM_BQ) * ATTN_SM_BQ; q0 < L; q0 += ATTN_SM_BQ) {
             const int nq = imin(ATTN_SM_BQ, L - q0);
             const int nk = imin(nk_full, q0 + nq - k0);
             const float *Qb = Qh + (size_t)q0 * ldq, *Kb = Kh + (size_t)k0 * ldq;
             const float *dYb = dYh + (size_t)q0 * ldv;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, dk, d->scale, Qb, ldq, Kb,
-                        ldq, 0.0f, P, ATTN_SM_BK);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, nk, dk, d->scale, Qb, ldq, KT,
+                        ATTN_SM_BK, 0.0f, P, ATTN_SM_BK);
             attn_sm_bwd_probs(P, ATTN_SM_BK, nq, nk, q0 - k0, lse_h + q0);
             if (gv)
                 cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, dv, nq, 1.0f, P, ATTN_SM_BK,
                             dYb, ldv, 1.0f, gv + ov + (size_t)k0 * ldv, ldv);
             if (!gq && !gk) continue;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, dv, 1.0f, dYb, ldv,
-                        Vh + (size_t)k0 * ldv, ldv, 0.0f, dS, ATTN_SM_BK);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, nk, dv, 1.0f, dYb, ldv, VT,
+                        ATTN_SM_BK, 0.0f, dS, ATTN_SM_BK);
             for (int r = 0; r < nq; r++) {
                 const float Dr = D[q0 + r];
                 const float *p = P + (size_t)r * ATTN_SM_BK;

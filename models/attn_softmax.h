@@ -15,8 +15,10 @@
  *
  *     dv += P^T dy,  dP = dy v^T,  dS = P * (dP - D),  dq += scale dS k,  dk += scale dS^T q
  *
- * Memory: per thread a few tiles (forward: ATTN_SM_BQ x (ATTN_SM_BK + dv);
- * backward: 2 ATTN_SM_BQ x ATTN_SM_BK plus L floats), whatever L is.
+ * Memory: per thread a few tiles (forward: ATTN_SM_BQ x (ATTN_SM_BK + dv)
+ * plus a transposed key tile dk x ATTN_SM_BK; backward: 2 ATTN_SM_BQ x
+ * ATTN_SM_BK, the transposed key and value tiles and L floats), whatever L
+ * is; plus the saved (B, H, L) float32 log-sum-exp when recording.
  *
  * Threads: the forward runs (b, h, query block) items in parallel; the
  * backward runs one (b, h) per thread with a fixed loop order inside
@@ -78,8 +80,14 @@ void attn_sm_rowdot(const float *a, int lda, const float *b, int ldb, int n, int
 void attn_sm_rowdot_scalar(const float *a, int lda, const float *b, int ldb, int n, int m,
                            float *out);
 
+/* dst (m rows x n cols, row stride ldd) = transpose of src (n x m, lds).
+ * Exact (no arithmetic), so both versions give identical results. */
+void attn_sm_transpose(const float *src, int lds, int n, int m, float *dst, int ldd);
+void attn_sm_transpose_scalar(const float *src, int lds, int n, int m, float *dst, int ldd);
+
 #include "../src/simd.h"
 #if SIMD_AVX2
+void attn_sm_transpose_avx2(const float *src, int lds, int n, int m, float *dst, int ldd);
 void attn_sm_fwd_tile_avx2(float *s, int lds, int nq, int nk, int diag, float *m, float *l,
                            float *alpha);
 void attn_sm_bwd_probs_avx2(float *s, int lds, int nq, int nk, int diag, const float *lse);

@@ -378,6 +378,15 @@ START_TEST(test_tile_kernels_avx2_match_scalar)
             attn_sm_bwd_probs_avx2(s2, lds, nq, nk, diag, lse);
             ck_assert_close(s2, s1, nq * lds, 1e-7, 1e-5, "bwd probs");
 
+            /* transpose of an nq x nk block (exact: must be identical) */
+            float *t1 = calloc(nk * 16, 4), *t2 = calloc(nk * 16, 4);
+            attn_sm_transpose_scalar(s1, lds, nq, nk, t1, 16);
+            attn_sm_transpose_avx2(s1, lds, nq, nk, t2, 16);
+            for (int r = 0; r < nq; r++)
+                for (int c = 0; c < nk; c++) ck_assert_float_eq(t1[c * 16 + r], s1[r * lds + c]);
+            ck_assert_close(t2, t1, nk * 16, 0, 0, "transpose");
+            free(t1), free(t2);
+
             float d1[13], d2[13];
             attn_sm_rowdot_scalar(s1, lds, s2, lds, nq, nk, d1);
             attn_sm_rowdot_avx2(s1, lds, s2, lds, nq, nk, d2);
