@@ -309,8 +309,17 @@ Tensor *op_causal_linear_attn_chunked(Graph *g, Tensor *q, Tensor *k, Tensor *v,
     return y;
 }
 
+int attnlin_default_chunk(int L, int dk, int dv)
+{
+    int m = dk < dv ? dk : dv;
+    return L <= (m > 64 ? m : 64) ? L : ATTNLIN_CHUNK;
+}
+
 Tensor *op_causal_linear_attn(Graph *g, Tensor *q, Tensor *k, Tensor *v, int H, bool normalize,
                               double *log_eta)
 {
-    return op_causal_linear_attn_chunked(g, q, k, v, H, normalize, log_eta, ATTNLIN_CHUNK);
+    if (q->ndim != 3 || v->ndim != 3 || H < 1)
+        op_shape_error("causal_linear_attn", "q, k, v must be (B, L, H*d):", q, v);
+    int chunk = attnlin_default_chunk(q->shape[1], q->shape[2] / H, v->shape[2] / H);
+    return op_causal_linear_attn_chunked(g, q, k, v, H, normalize, log_eta, chunk);
 }

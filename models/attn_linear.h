@@ -41,9 +41,10 @@
  * Memory.  Forward saves den (B*H*L floats) on the tape when normalize is
  * set, nothing else (y is the op's output; q, k, v are inputs).  Scratch per
  * thread, forward and backward: 2 C^2 + 2 C dva + dk dva floats
- * (C = 64, dk = dv = 128: about 130 KB), independent of L.
+ * (C = 32, dk = dv = 128: 105 KB), independent of L (the default chunk is
+ * at most max(64, min(dk, dv)) rows, see attnlin_default_chunk).
  * Cost: forward 2 C^2 (dk + dva) + 4 C dk dva flops per chunk, backward
- * about 2.5x that. */
+ * 10 C^2 d + 10 C d^2 (dk = dva = d), about 2.5x the forward. */
 #ifndef SEQEIG_MODELS_ATTN_LINEAR_H
 #define SEQEIG_MODELS_ATTN_LINEAR_H
 
@@ -51,8 +52,14 @@
 
 #include "../src/graph.h"
 
-/* Chunk size used by op_causal_linear_attn (measured: see the commit log). */
-#define ATTNLIN_CHUNK 64
+/* Chunk size of op_causal_linear_attn: one chunk (plain masked quadratic
+ * form, no state GEMMs, cheapest backward) when L <= max(64, min(dk, dv)),
+ * else ATTNLIN_CHUNK rows.  Measured on 2 cores at B=64, H=1: L=512,
+ * dk=dv=128: C=32 fwd 15 ms / bwd 50 ms, C=64 21 / 51, C=128 23 / 52;
+ * L=128, dk=dv=128: one chunk 3.0 / 7.5, C=32 3.0 / 9.5; L=128, dk=dv=64:
+ * one chunk 1.6 / 3.9, C=32 0.9 / 3.2. */
+#define ATTNLIN_CHUNK 32
+int attnlin_default_chunk(int L, int dk, int dv);
 
 Tensor *op_causal_linear_attn(Graph *g, Tensor *q, Tensor *k, Tensor *v, int H, bool normalize,
                               double *log_eta);

@@ -195,7 +195,7 @@ static const Shape fwd_shapes[] = {
     {2, 7, 2, 3, 5}, {1, 1, 1, 1, 1}, {3, 1, 2, 4, 3}, {2, 77, 1, 5, 9},
     {2, 130, 2, 16, 8}, {1, 64, 1, 64, 64}, {1, 65, 3, 8, 17},
 };
-static const int fwd_chunks[] = {ATTNLIN_CHUNK, 1, 5, 32, 1000};
+static const int fwd_chunks[] = {ATTNLIN_CHUNK, 1, 5, 64, 1000};
 
 START_TEST(test_forward_matches_float64_recurrence_both_modes_any_chunk)
 {
@@ -205,21 +205,31 @@ START_TEST(test_forward_matches_float64_recurrence_both_modes_any_chunk)
 }
 END_TEST
 
-START_TEST(test_default_op_equals_chunked_with_default_chunk)
+START_TEST(test_default_op_uses_one_chunk_for_short_sequences_else_default_chunk)
 {
-    const Shape s = {2, 77, 2, 5, 3};
-    Inputs in = make_inputs(&s, 3, false);
-    Graph g;
-    graph_init(&g, 0, 1);
-    graph_begin(&g, 0, false, false);
-    double *l1 = malloc(sizeof(double) * s.B * s.H * s.L), *l2 = malloc(sizeof(double) * s.B * s.H * s.L);
-    Tensor *y1 = op_causal_linear_attn(&g, in.q, in.k, in.v, s.H, true, l1);
-    Tensor *y2 = op_causal_linear_attn_chunked(&g, in.q, in.k, in.v, s.H, true, l2, ATTNLIN_CHUNK);
-    ck_assert(memcmp(y1->data, y2->data, y1->numel * sizeof(float)) == 0);
-    ck_assert(memcmp(l1, l2, sizeof(double) * s.B * s.H * s.L) == 0);
-    graph_free(&g);
-    free(l1), free(l2);
-    free_inputs(&in);
+    ck_assert_int_eq(attnlin_default_chunk(64, 128, 128), 64);
+    ck_assert_int_eq(attnlin_default_chunk(128, 128, 128), 128);
+    ck_assert_int_eq(attnlin_default_chunk(128, 64, 64), ATTNLIN_CHUNK);
+    ck_assert_int_eq(attnlin_default_chunk(512, 128, 128), ATTNLIN_CHUNK);
+    ck_assert_int_eq(attnlin_default_chunk(1024, 16, 128), ATTNLIN_CHUNK);
+    const int lengths[] = {40, 77};
+    for (int li = 0; li < 2; li++) {
+        const Shape s = {2, lengths[li], 2, 5, 3};
+        Inputs in = make_inputs(&s, 3, false);
+        const size_t nl = (size_t)s.B * s.H * s.L;
+        Graph g;
+        graph_init(&g, 0, 1);
+        graph_begin(&g, 0, false, false);
+        double *l1 = malloc(sizeof(double) * nl), *l2 = malloc(sizeof(double) * nl);
+        Tensor *y1 = op_causal_linear_attn(&g, in.q, in.k, in.v, s.H, true, l1);
+        Tensor *y2 = op_causal_linear_attn_chunked(&g, in.q, in.k, in.v, s.H, true, l2,
+                                                   attnlin_default_chunk(s.L, s.dk, s.dv));
+        ck_assert(memcmp(y1->data, y2->data, y1->numel * sizeof(float)) == 0);
+        ck_assert(memcmp(l1, l2, sizeof(double) * nl) == 0);
+        graph_free(&g);
+        free(l1), free(l2);
+        free_inputs(&in);
+    }
 }
 END_TEST
 
@@ -260,7 +270,7 @@ END_TEST
 
 START_TEST(test_gradients_match_finite_differences_several_default_chunks)
 {
-    /* 77 = 64 + 13: two chunks of the default size, the second partial */
+    /* 77 = 32 + 32 + 13: chunks of the default size, the last partial */
     const Shape s = {1, 77, 2, 3, 2};
     for (int norm = 0; norm < 2; norm++) check_grad(&s, norm, ATTNLIN_CHUNK, 60, 40);
 }
@@ -319,9 +329,9 @@ static double rel_err(const float *a, const double *ref, size_t n)
 START_TEST(test_backward_matches_float64_reference_medium)
 {
     const Shape s = {2, 130, 2, 16, 8};
-    const int chunks[] = {ATTNLIN_CHUNK, 7};
+    const int chunks[] = {ATTNLIN_CHUNK, 7, 130};
     for (int norm = 0; norm < 2; norm++)
-        for (int ci = 0; ci < 2; ci++) {
+        for (int ci = 0; ci < 3; ci++) {
             Inputs in = make_inputs(&s, 60 + norm, true);
             const size_t nq = in.q->numel, nv = in.v->numel;
             float *dy = malloc(nv * 4), *y = malloc(nv * 4), *dq = malloc(nq * 4), *dk = malloc(nq * 4),
@@ -410,7 +420,7 @@ Suite *suite_attn_linear(void)
     TCase *tc = tcase_create("core");
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_forward_matches_float64_recurrence_both_modes_any_chunk);
-    tcase_add_test(tc, test_default_op_equals_chunked_with_default_chunk);
+    tcase_add_test(tc, test_default_op_uses_one_chunk_for_short_sequences_else_default_chunk);
     tcase_add_test(tc, test_gradients_match_finite_differences_tiny);
     tcase_add_test(tc, test_gradients_match_finite_differences_length_one);
     tcase_add_test(tc, test_gradients_match_finite_differences_several_default_chunks);
