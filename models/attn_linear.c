@@ -326,8 +326,7 @@ Tensor *op_causal_linear_attn_chunked(Graph *g, Tensor *q, Tensor *k, Tensor *v,
 
 int attnlin_default_chunk(int L, int dk, int dv)
 {
-    int m = dk < dv ? dk : dv;
-    return L <= (m > 64 ? m : 64) ? L : ATTNLIN_CHUNK;
+    return L <= 64 || L < (dk < dv ? dk : dv) ? L : ATTNLIN_CHUNK;
 }
 
 Tensor *op_causal_linear_attn(Graph *g, Tensor *q, Tensor *k, Tensor *v, int H, bool normalize,

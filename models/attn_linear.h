@@ -53,11 +53,12 @@
 #include "../src/graph.h"
 
 /* Chunk size of op_causal_linear_attn: one chunk (plain masked quadratic
- * form, no state GEMMs, cheapest backward) when L <= max(64, min(dk, dv)),
- * else ATTNLIN_CHUNK rows.  Measured on 2 cores at B=64, H=1: L=512,
- * dk=dv=128: C=32 fwd 15 ms / bwd 50 ms, C=64 21 / 51, C=128 23 / 52;
- * L=128, dk=dv=128: one chunk 3.0 / 7.5, C=32 3.0 / 9.5; L=128, dk=dv=64:
- * one chunk 1.6 / 3.9, C=32 0.9 / 3.2. */
+ * form, no state GEMMs, cheapest backward) when L <= 64 or L < min(dk, dv),
+ * else ATTNLIN_CHUNK rows.  Measured fwd / bwd ms on 2 cores, B=64, H=1,
+ * normalize: L=512, dk=dv=128: C=32 14 / 39, C=64 19 / 50; L=128,
+ * dk=dv=128: C=32 2.8 / 7.3, one chunk 3.0 / 8.1; L=96, dk=dv=128: C=32
+ * 1.9 / 5.0, one chunk 1.7 / 4.0; L=64, dk=dv=128: C=32 1.0 / 2.6, one
+ * chunk 0.8 / 1.9. */
 #define ATTNLIN_CHUNK 32
 int attnlin_default_chunk(int L, int dk, int dv);
 

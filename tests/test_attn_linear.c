@@ -208,7 +208,8 @@ END_TEST
 START_TEST(test_default_op_uses_one_chunk_for_short_sequences_else_default_chunk)
 {
     ck_assert_int_eq(attnlin_default_chunk(64, 128, 128), 64);
-    ck_assert_int_eq(attnlin_default_chunk(128, 128, 128), 128);
+    ck_assert_int_eq(attnlin_default_chunk(96, 128, 128), 96);
+    ck_assert_int_eq(attnlin_default_chunk(128, 128, 128), ATTNLIN_CHUNK);
     ck_assert_int_eq(attnlin_default_chunk(128, 64, 64), ATTNLIN_CHUNK);
     ck_assert_int_eq(attnlin_default_chunk(512, 128, 128), ATTNLIN_CHUNK);
     ck_assert_int_eq(attnlin_default_chunk(1024, 16, 128), ATTNLIN_CHUNK);
