@@ -19,25 +19,37 @@ size_t k_conv1d_work_floats(int B, int L, int C, int K)
     return conv_blocks(B, L) * (size_t)(K + 1) * (size_t)C;
 }
 
-/* Phase 2 of the parameter gradients, shared by both variants (pure scalar
- * adds in block order): dw[c*K+j] += sum_blk work[blk][j][c], db likewise
- * from slot K. */
-static void conv_reduce_blocks(const float *work, float *dw, float *db, size_t nblk, int C, int K)
+/* Phase 2 of the parameter gradients, shared by both variants: block
+ * partials are added into block 0 in block order (per element exactly
+ * 0 + p0 + p1 + ... in that order), then dw[c*K+j] += sum[j][c] and
+ * db[c] += sum[K][c].  Parallel over fixed chunks of the (K+1)*C sums. */
+#define CONV_REDUCE_CHUNK 512
+static void conv_reduce_blocks(float *work, float *dw, float *db, size_t nblk, int C, int K)
 {
     const size_t slot = (size_t)(K + 1) * (size_t)C;
-    const size_t n = (size_t)(K + 1) * (size_t)C;
-#pragma omp parallel for schedule(static) if (nblk * n >= KERNEL_PAR_MIN)
-    for (size_t q = 0; q < n; q++) {
-        int j = (int)(q / (size_t)C), c = (int)(q % (size_t)C);
-        float *dst = j < K ? (dw ? dw + (size_t)c * K + j : NULL) : (db ? db + c : NULL);
-        if (!dst) continue;
-        float s = 0.0f;
-        for (size_t blk = 0; blk < nblk; blk++) s += work[blk * slot + q];
-        *dst += s;
+    const size_t nchunk = (slot + CONV_REDUCE_CHUNK - 1) / CONV_REDUCE_CHUNK;
+#pragma omp parallel for schedule(static) if (nblk * slot >= KERNEL_PAR_MIN)
+    for (size_t ch = 0; ch < nchunk; ch++) {
+        size_t q0 = ch * CONV_REDUCE_CHUNK, q1 = q0 + CONV_REDUCE_CHUNK < slot ? q0 + CONV_REDUCE_CHUNK : slot;
+        for (size_t blk = 1; blk < nblk; blk++) {
+            const float *pb = work + blk * slot;
+            for (size_t q = q0; q < q1; q++) work[q] += pb[q];
+        }
+        for (size_t q = q0; q < q1; q++) {
+            int j = (int)(q / (size_t)C), c = (int)(q % (size_t)C);
+            if (j < K) {
+                if (dw) dw[(size_t)c * K + j] += work[q];
+            } else if (db) {
+                db[c] += work[q];
+            }
+        }
     }
 }
 
 /* ---------------------------------------------------------------- scalar */
+
+/* Channels per stack accumulator in the scalar dx kernel. */
+#define CONV_C_CHUNK 64
 
 void k_conv1d_fwd_scalar(const float *x, const float *wt, const float *bias, float *y, int B,
                          int L, int C, int K)
@@ -49,10 +61,12 @@ void k_conv1d_fwd_scalar(const float *x, const float *wt, const float *bias, flo
         for (size_t r = blk * SEQ_ROW_BLOCK; r < r1; r++) {
             int t = (int)(r % (size_t)L);
             int j0 = t >= K - 1 ? 0 : K - 1 - t;
-            for (size_t c = 0; c < Cs; c++) {
-                float acc = bias ? bias[c] : 0.0f;
-                for (int j = j0; j < K; j++) acc += wt[(size_t)j * Cs + c] * x[(r + j - (K - 1)) * Cs + c];
-                y[r * Cs + c] = acc;
+            /* y row as accumulator: bias, then taps in order (as the AVX2 lanes) */
+            float *yr = y + r * Cs;
+            for (size_t c = 0; c < Cs; c++) yr[c] = bias ? bias[c] : 0.0f;
+            for (int j = j0; j < K; j++) {
+                const float *wj = wt + (size_t)j * Cs, *xr = x + (r + j - (K - 1)) * Cs;
+                for (size_t c = 0; c < Cs; c++) yr[c] += wj[c] * xr[c];
             }
         }
     }
@@ -67,10 +81,16 @@ void k_conv1d_bwd_x_scalar(const float *dy, const float *wt, float *dx, int B, i
         for (size_t r = blk * SEQ_ROW_BLOCK; r < r1; r++) {
             int t = (int)(r % (size_t)L);
             int j0 = t + K - L > 0 ? t + K - L : 0; /* output time t+K-1-j must be < L */
-            for (size_t c = 0; c < Cs; c++) {
-                float acc = 0.0f;
-                for (int j = j0; j < K; j++) acc += wt[(size_t)j * Cs + c] * dy[(r + (K - 1) - j) * Cs + c];
-                dx[r * Cs + c] += acc;
+            /* sum the taps from 0 in a chunk of channels, then add into dx */
+            for (size_t c0 = 0; c0 < Cs; c0 += CONV_C_CHUNK) {
+                size_t nc = Cs - c0 < CONV_C_CHUNK ? Cs - c0 : CONV_C_CHUNK;
+                float acc[CONV_C_CHUNK];
+                for (size_t i = 0; i < nc; i++) acc[i] = 0.0f;
+                for (int j = j0; j < K; j++) {
+                    const float *wj = wt + (size_t)j * Cs + c0, *dyr = dy + (r + (K - 1) - j) * Cs + c0;
+                    for (size_t i = 0; i < nc; i++) acc[i] += wj[i] * dyr[i];
+                }
+                for (size_t i = 0; i < nc; i++) dx[r * Cs + c0 + i] += acc[i];
             }
         }
     }
@@ -156,9 +176,6 @@ void k_conv1d_bwd_x_avx2(const float *dy, const float *wt, float *dx, int B, int
     }
 }
 
-/* Taps handled per pass over a block's rows (accumulators kept live). */
-#define CONV_TAP_CHUNK 8
-
 void k_conv1d_bwd_w_avx2(const float *x, const float *dy, float *dw, float *db, float *work,
                          int B, int L, int C, int K)
 {
@@ -169,27 +186,26 @@ void k_conv1d_bwd_w_avx2(const float *x, const float *dy, float *dw, float *db, 
 #pragma omp parallel for schedule(static) if (rows * Cs * (size_t)K >= KERNEL_PAR_MIN)
     for (size_t blk = 0; blk < nblk; blk++) {
         size_t r0 = blk * SEQ_ROW_BLOCK, r1 = r0 + SEQ_ROW_BLOCK < rows ? r0 + SEQ_ROW_BLOCK : rows;
-        float *part = work + blk * slot;
-        for (size_t c = 0; c < Cs; c += 8) {
-            const int full = c + 8 <= Cs;
-            for (int jc = 0; dw && jc < K; jc += CONV_TAP_CHUNK) {
-                int je = jc + CONV_TAP_CHUNK < K ? jc + CONV_TAP_CHUNK : K;
-                __m256 acc[CONV_TAP_CHUNK];
-                for (int j = 0; j < CONV_TAP_CHUNK; j++) acc[j] = _mm256_setzero_ps();
-                for (size_t r = r0; r < r1; r++) {
-                    int t = (int)(r % (size_t)L);
-                    int j0 = K - 1 - t > jc ? K - 1 - t : jc;
-                    __m256 gv = LD(dy + r * Cs + c, full, tail);
-                    for (int j = j0; j < je; j++)
-                        acc[j - jc] = _mm256_fmadd_ps(gv, LD(x + (r + j - (K - 1)) * Cs + c, full, tail),
-                                                      acc[j - jc]);
+        float *part = work + blk * slot; /* (K+1) x C partials, L1-resident */
+        for (size_t q = 0; q < slot; q++) part[q] = 0.0f;
+        for (size_t r = r0; r < r1; r++) {
+            int t = (int)(r % (size_t)L);
+            const float *dyr = dy + r * Cs;
+            for (int j = (K - 1 - t > 0 ? K - 1 - t : 0); dw && j < K; j++) {
+                const float *xr = x + (r + j - (K - 1)) * Cs;
+                float *pj = part + (size_t)j * Cs;
+                for (size_t c = 0; c < Cs; c += 8) {
+                    const int full = c + 8 <= Cs;
+                    ST(pj + c, _mm256_fmadd_ps(LD(dyr + c, full, tail), LD(xr + c, full, tail), LD(pj + c, full, tail)),
+                       full, tail);
                 }
-                for (int j = jc; j < je; j++) ST(part + (size_t)j * Cs + c, acc[j - jc], full, tail);
             }
             if (db) {
-                __m256 acc = _mm256_setzero_ps();
-                for (size_t r = r0; r < r1; r++) acc = _mm256_add_ps(acc, LD(dy + r * Cs + c, full, tail));
-                ST(part + (size_t)K * Cs + c, acc, full, tail);
+                float *pb = part + (size_t)K * Cs;
+                for (size_t c = 0; c < Cs; c += 8) {
+                    const int full = c + 8 <= Cs;
+                    ST(pb + c, _mm256_add_ps(LD(pb + c, full, tail), LD(dyr + c, full, tail)), full, tail);
+                }
             }
         }
     }

@@ -9,7 +9,7 @@
  * instead of storing it, and any split of the elements between threads
  * gives the same mask.  Kept elements are scaled by 1/(1-p).
  *
- * The AVX2 kernel runs Philox on 8 counters at once (32 elements) and
+ * The AVX2 kernel runs Philox on 16 counters at once (64 elements) and
  * produces bit-for-bit the words of the scalar generator. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -74,32 +74,10 @@ static inline void v8_mulhilo(__m256i a, __m256i m, __m256i *lo, __m256i *hi)
     *hi = _mm256_blend_epi32(_mm256_srli_epi64(even, 32), odd, 0xAA);
 }
 
-/* Philox blocks for counters blk0 .. blk0+7 (with words 2, 3 = step, op),
- * returned in element order: e[q] holds the 8 words for elements
- * 4*blk0 + 8q .. 4*blk0 + 8q + 7. */
-static inline void philox8(uint64_t blk0, uint32_t step, uint32_t op, const uint32_t key[2],
-                           __m256i e[4])
+/* 4 x 8 (word, counter) -> element order: counter k's 4 words are
+ * elements 4k .. 4k+3, so e[q] receives the words of counters 2q, 2q+1. */
+static inline void philox8_to_elements(__m256i c0, __m256i c1, __m256i c2, __m256i c3, __m256i e[4])
 {
-    uint32_t lo[8], hi[8];
-    for (int k = 0; k < 8; k++) lo[k] = (uint32_t)(blk0 + (uint64_t)k), hi[k] = (uint32_t)((blk0 + (uint64_t)k) >> 32);
-    __m256i c0 = _mm256_loadu_si256((const __m256i *)lo), c1 = _mm256_loadu_si256((const __m256i *)hi);
-    __m256i c2 = _mm256_set1_epi32((int)step), c3 = _mm256_set1_epi32((int)op);
-    __m256i k0 = _mm256_set1_epi32((int)key[0]), k1 = _mm256_set1_epi32((int)key[1]);
-    const __m256i m0 = _mm256_set1_epi32((int)PHILOX_M0), m1 = _mm256_set1_epi32((int)PHILOX_M1);
-    const __m256i w0 = _mm256_set1_epi32((int)PHILOX_W0), w1 = _mm256_set1_epi32((int)PHILOX_W1);
-    for (int round = 0; round < 10; round++) {
-        __m256i lo0, hi0, lo1, hi1;
-        v8_mulhilo(c0, m0, &lo0, &hi0);
-        v8_mulhilo(c2, m1, &lo1, &hi1);
-        c0 = _mm256_xor_si256(_mm256_xor_si256(hi1, c1), k0);
-        c1 = lo1;
-        c2 = _mm256_xor_si256(_mm256_xor_si256(hi0, c3), k1);
-        c3 = lo0;
-        k0 = _mm256_add_epi32(k0, w0);
-        k1 = _mm256_add_epi32(k1, w1);
-    }
-    /* 4 x 8 (word, counter) -> element order: counter k's 4 words are
-     * elements 4k .. 4k+3. */
     __m256i t0 = _mm256_unpacklo_epi32(c0, c1), t1 = _mm256_unpackhi_epi32(c0, c1);
     __m256i t2 = _mm256_unpacklo_epi32(c2, c3), t3 = _mm256_unpackhi_epi32(c2, c3);
     __m256i u0 = _mm256_unpacklo_epi64(t0, t2); /* counters 0 | 4 */
@@ -112,16 +90,54 @@ static inline void philox8(uint64_t blk0, uint32_t step, uint32_t op, const uint
     e[3] = _mm256_permute2x128_si256(u2, u3, 0x31);
 }
 
-/* Elements [off, off+len); off is a multiple of 32 (KERNEL_BLOCK is). */
+/* Philox blocks for the 16 counters blk0 .. blk0+15 (words 2, 3 = step,
+ * op) as two interleaved 8-lane states (independent chains overlap their
+ * multiply latencies).  blk0 must be a multiple of 16, so the low counter
+ * word never wraps inside the group.  e[q] holds the words of elements
+ * 4*blk0 + 8q .. 4*blk0 + 8q + 7 (q < 8). */
+static inline void philox16(uint64_t blk0, uint32_t step, uint32_t op, const uint32_t key[2],
+                            __m256i e[8])
+{
+    const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    __m256i a0 = _mm256_add_epi32(_mm256_set1_epi32((int)(uint32_t)blk0), idx);
+    __m256i b0 = _mm256_add_epi32(a0, _mm256_set1_epi32(8));
+    __m256i a1 = _mm256_set1_epi32((int)(uint32_t)(blk0 >> 32)), b1 = a1;
+    __m256i a2 = _mm256_set1_epi32((int)step), b2 = a2;
+    __m256i a3 = _mm256_set1_epi32((int)op), b3 = a3;
+    __m256i k0 = _mm256_set1_epi32((int)key[0]), k1 = _mm256_set1_epi32((int)key[1]);
+    const __m256i m0 = _mm256_set1_epi32((int)PHILOX_M0), m1 = _mm256_set1_epi32((int)PHILOX_M1);
+    const __m256i w0 = _mm256_set1_epi32((int)PHILOX_W0), w1 = _mm256_set1_epi32((int)PHILOX_W1);
+    for (int round = 0; round < 10; round++) {
+        __m256i alo0, ahi0, alo1, ahi1, blo0, bhi0, blo1, bhi1;
+        v8_mulhilo(a0, m0, &alo0, &ahi0);
+        v8_mulhilo(b0, m0, &blo0, &bhi0);
+        v8_mulhilo(a2, m1, &alo1, &ahi1);
+        v8_mulhilo(b2, m1, &blo1, &bhi1);
+        a0 = _mm256_xor_si256(_mm256_xor_si256(ahi1, a1), k0);
+        b0 = _mm256_xor_si256(_mm256_xor_si256(bhi1, b1), k0);
+        a1 = alo1, b1 = blo1;
+        a2 = _mm256_xor_si256(_mm256_xor_si256(ahi0, a3), k1);
+        b2 = _mm256_xor_si256(_mm256_xor_si256(bhi0, b3), k1);
+        a3 = alo0, b3 = blo0;
+        k0 = _mm256_add_epi32(k0, w0);
+        k1 = _mm256_add_epi32(k1, w1);
+    }
+    philox8_to_elements(a0, a1, a2, a3, e);
+    philox8_to_elements(b0, b1, b2, b3, e + 4);
+}
+
+_Static_assert(KERNEL_BLOCK % 64 == 0, "dropout AVX2 blocks must start at a multiple of 64 elements");
+
+/* Elements [off, off+len); off is a multiple of 64 (KERNEL_BLOCK is). */
 static void dropout_block_avx2(const float *in, float *out, size_t off, size_t len, int acc,
                                const uint32_t key[2], uint32_t step, uint32_t op, float p)
 {
     const __m256 vp = _mm256_set1_ps(p), vs = _mm256_set1_ps(keep_scale(p));
     const __m256 inv24 = _mm256_set1_ps(0x1.0p-24f);
-    for (size_t i0 = off; i0 < off + len; i0 += 32) {
-        __m256i e[4];
-        philox8(i0 >> 2, step, op, key, e);
-        for (int q = 0; q < 4; q++) {
+    for (size_t i0 = off; i0 < off + len; i0 += 64) {
+        __m256i e[8];
+        philox16(i0 >> 2, step, op, key, e);
+        for (int q = 0; q < 8; q++) {
             size_t i = i0 + 8 * (size_t)q;
             if (i >= off + len) break;
             __m256i m = simd_tail_mask(off + len - i < 8 ? off + len - i : 8);
