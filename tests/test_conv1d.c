@@ -130,7 +130,7 @@ static void check_blocked_sum(float got, double ref, double sum_abs, size_t nblk
 }
 
 /* Kernels directly (scalar, then dispatched) against double sums, on a
- * shape with several row blocks, a channel tail and K > the AVX2 tap chunk. */
+ * shape with several row blocks, a channel tail and a long kernel (K = 10). */
 static void check_backward_kernels(int use_scalar)
 {
     const int B = 3, L = 70, C = 20, K = 10;
