@@ -8,6 +8,7 @@ echo "# seqeig benchmarks: $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, $(grep -
 "$build/bench/machine"
 for t in 1 2; do
     OMP_NUM_THREADS=$t "$build/bench/kernels" "$t"
+    OMP_NUM_THREADS=$t /usr/bin/python3 bench/torch_kernels.py "$t"
 done
 for prog in "$build"/bench/*; do
     case "$(basename "$prog")" in machine|kernels) continue ;; esac
