@@ -655,8 +655,11 @@ START_TEST(test_mamba2_every_parameter_gradient_matches_finite_differences)
         GcCtx ctx = {&m, &tb};
         Tensor **in = malloc(sizeof(Tensor *) * m.params.n);
         for (int i = 0; i < m.params.n; i++) in[i] = &m.params.items[i]->t;
-        /* float32 loss of a 2-layer model: central differences with eps 1e-2
-         * carry ~1e-5 rounding noise and O(eps^2) truncation */
+        /* atol tightened from 2e-3 to 5e-4: the gradients here are 1e-3..1,
+         * and the float32 loss (O(1)) differenced over 2 eps = 2e-2 carries
+         * only ~1e-5 rounding noise.  (The float64 test below is tighter.)
+         * gradcheck leaves the parameters' grad pointers NULL: the model is
+         * released right after. */
         GradcheckOpts o = GRADCHECK_DEFAULTS;
         o.atol = 5e-4;
         o.max_probe = 24;
