@@ -1,0 +1,273 @@
+/* Causal depthwise convolution along time (PyTorch Conv1d(C, C, K,
+ * groups=C, padding=K-1) keeping the first L outputs).
+ *
+ *   y[b,t,c] = bias[c] + sum_{j=0}^{K-1} w[c,j] x[b, t-K+1+j, c]   (x = 0 for t < 0)
+ *
+ * Rows (b, t) are flattened to r = b*L + t.  Forward and dx are computed per
+ * fixed block of SEQ_ROW_BLOCK rows (each output independent, parallel over
+ * blocks); the weight/bias gradients are summed per block into `work` and the
+ * block partials then added in block order, so every result is the same for
+ * any thread count.  AVX2 kernels take 8 channels per vector (tap-major
+ * weights), channel tails use masked loads. */
+#include "../ops.h"
+#include "k_seq.h"
+
+static size_t conv_blocks(int B, int L) { return ((size_t)B * (size_t)L + SEQ_ROW_BLOCK - 1) / SEQ_ROW_BLOCK; }
+
+size_t k_conv1d_work_floats(int B, int L, int C, int K)
+{
+    return conv_blocks(B, L) * (size_t)(K + 1) * (size_t)C;
+}
+
+/* Phase 2 of the parameter gradients, shared by both variants: block
+ * partials are added into block 0 in block order (per element exactly
+ * 0 + p0 + p1 + ... in that order), then dw[c*K+j] += sum[j][c] and
+ * db[c] += sum[K][c].  Parallel over fixed chunks of the (K+1)*C sums. */
+#define CONV_REDUCE_CHUNK 512
+static void conv_reduce_blocks(float *work, float *dw, float *db, size_t nblk, int C, int K)
+{
+    const size_t slot = (size_t)(K + 1) * (size_t)C;
+    const size_t nchunk = (slot + CONV_REDUCE_CHUNK - 1) / CONV_REDUCE_CHUNK;
+#pragma omp parallel for schedule(static) if (nblk * slot >= KERNEL_PAR_MIN)
+    for (size_t ch = 0; ch < nchunk; ch++) {
+        size_t q0 = ch * CONV_REDUCE_CHUNK, q1 = q0 + CONV_REDUCE_CHUNK < slot ? q0 + CONV_REDUCE_CHUNK : slot;
+        for (size_t blk = 1; blk < nblk; blk++) {
+            const float *pb = work + blk * slot;
+            for (size_t q = q0; q < q1; q++) work[q] += pb[q];
+        }
+        for (size_t q = q0; q < q1; q++) {
+            int j = (int)(q / (size_t)C), c = (int)(q % (size_t)C);
+            if (j < K) {
+                if (dw) dw[(size_t)c * K + j] += work[q];
+            } else if (db) {
+                db[c] += work[q];
+            }
+        }
+    }
+}
+
+/* ---------------------------------------------------------------- scalar */
+
+/* Channels per stack accumulator in the scalar dx kernel. */
+#define CONV_C_CHUNK 64
+
+void k_conv1d_fwd_scalar(const float *x, const float *wt, const float *bias, float *y, int B,
+                         int L, int C, int K)
+{
+    const size_t rows = (size_t)B * L, nblk = conv_blocks(B, L), Cs = (size_t)C;
+#pragma omp parallel for schedule(static) if (rows * Cs * (size_t)K >= KERNEL_PAR_MIN)
+    for (size_t blk = 0; blk < nblk; blk++) {
+        size_t r1 = (blk + 1) * SEQ_ROW_BLOCK < rows ? (blk + 1) * SEQ_ROW_BLOCK : rows;
+        for (size_t r = blk * SEQ_ROW_BLOCK; r < r1; r++) {
+            int t = (int)(r % (size_t)L);
+            int j0 = t >= K - 1 ? 0 : K - 1 - t;
+            /* y row as accumulator: bias, then taps in order (as the AVX2 lanes) */
+            float *yr = y + r * Cs;
+            for (size_t c = 0; c < Cs; c++) yr[c] = bias ? bias[c] : 0.0f;
+            for (int j = j0; j < K; j++) {
+                const float *wj = wt + (size_t)j * Cs, *xr = x + (r + j - (K - 1)) * Cs;
+                for (size_t c = 0; c < Cs; c++) yr[c] += wj[c] * xr[c];
+            }
+        }
+    }
+}
+
+void k_conv1d_bwd_x_scalar(const float *dy, const float *wt, float *dx, int B, int L, int C, int K)
+{
+    const size_t rows = (size_t)B * L, nblk = conv_blocks(B, L), Cs = (size_t)C;
+#pragma omp parallel for schedule(static) if (rows * Cs * (size_t)K >= KERNEL_PAR_MIN)
+    for (size_t blk = 0; blk < nblk; blk++) {
+        size_t r1 = (blk + 1) * SEQ_ROW_BLOCK < rows ? (blk + 1) * SEQ_ROW_BLOCK : rows;
+        for (size_t r = blk * SEQ_ROW_BLOCK; r < r1; r++) {
+            int t = (int)(r % (size_t)L);
+            int j0 = t + K - L > 0 ? t + K - L : 0; /* output time t+K-1-j must be < L */
+            /* sum the taps from 0 in a chunk of channels, then add into dx */
+            for (size_t c0 = 0; c0 < Cs; c0 += CONV_C_CHUNK) {
+                size_t nc = Cs - c0 < CONV_C_CHUNK ? Cs - c0 : CONV_C_CHUNK;
+                float acc[CONV_C_CHUNK];
+                for (size_t i = 0; i < nc; i++) acc[i] = 0.0f;
+                for (int j = j0; j < K; j++) {
+                    const float *wj = wt + (size_t)j * Cs + c0, *dyr = dy + (r + (K - 1) - j) * Cs + c0;
+                    for (size_t i = 0; i < nc; i++) acc[i] += wj[i] * dyr[i];
+                }
+                for (size_t i = 0; i < nc; i++) dx[r * Cs + c0 + i] += acc[i];
+            }
+        }
+    }
+}
+
+void k_conv1d_bwd_w_scalar(const float *x, const float *dy, float *dw, float *db, float *work,
+                           int B, int L, int C, int K)
+{
+    if (!dw && !db) return;
+    const size_t rows = (size_t)B * L, nblk = conv_blocks(B, L), Cs = (size_t)C;
+    const size_t slot = (size_t)(K + 1) * Cs;
+#pragma omp parallel for schedule(static) if (rows * Cs * (size_t)K >= KERNEL_PAR_MIN)
+    for (size_t blk = 0; blk < nblk; blk++) {
+        size_t r0 = blk * SEQ_ROW_BLOCK, r1 = r0 + SEQ_ROW_BLOCK < rows ? r0 + SEQ_ROW_BLOCK : rows;
+        float *part = work + blk * slot;
+        for (size_t q = 0; q < slot; q++) part[q] = 0.0f;
+        /* rows in order, so each (j, c) sum has the same order as the AVX2 lanes */
+        for (size_t r = r0; r < r1; r++) {
+            int t = (int)(r % (size_t)L);
+            const float *dyr = dy + r * Cs;
+            for (int j = (K - 1 - t > 0 ? K - 1 - t : 0); dw && j < K; j++) {
+                const float *xr = x + (r + j - (K - 1)) * Cs;
+                float *pj = part + (size_t)j * Cs;
+                for (size_t c = 0; c < Cs; c++) pj[c] += dyr[c] * xr[c];
+            }
+            if (db)
+                for (size_t c = 0; c < Cs; c++) part[(size_t)K * Cs + c] += dyr[c];
+        }
+    }
+    conv_reduce_blocks(work, dw, db, nblk, C, K);
+}
+
+/* ------------------------------------------------------------------ AVX2 */
+
+#if SIMD_AVX2
+/* Load 8 floats, or the first lanes of `m` (masked lanes read as 0). */
+#define LD(p, full, m) ((full) ? _mm256_loadu_ps(p) : _mm256_maskload_ps((p), (m)))
+#define ST(p, v, full, m) ((full) ? _mm256_storeu_ps((p), (v)) : _mm256_maskstore_ps((p), (m), (v)))
+
+void k_conv1d_fwd_avx2(const float *x, const float *wt, const float *bias, float *y, int B,
+                       int L, int C, int K)
+{
+    const size_t rows = (size_t)B * L, nblk = conv_blocks(B, L), Cs = (size_t)C;
+    const __m256i tail = simd_tail_mask(Cs % 8);
+#pragma omp parallel for schedule(static) if (rows * Cs * (size_t)K >= KERNEL_PAR_MIN)
+    for (size_t blk = 0; blk < nblk; blk++) {
+        size_t r1 = (blk + 1) * SEQ_ROW_BLOCK < rows ? (blk + 1) * SEQ_ROW_BLOCK : rows;
+        for (size_t r = blk * SEQ_ROW_BLOCK; r < r1; r++) {
+            int t = (int)(r % (size_t)L);
+            int j0 = t >= K - 1 ? 0 : K - 1 - t;
+            for (size_t c = 0; c < Cs; c += 8) {
+                const int full = c + 8 <= Cs;
+                __m256 acc = bias ? LD(bias + c, full, tail) : _mm256_setzero_ps();
+                for (int j = j0; j < K; j++)
+                    acc = _mm256_fmadd_ps(LD(wt + (size_t)j * Cs + c, full, tail),
+                                          LD(x + (r + j - (K - 1)) * Cs + c, full, tail), acc);
+                ST(y + r * Cs + c, acc, full, tail);
+            }
+        }
+    }
+}
+
+void k_conv1d_bwd_x_avx2(const float *dy, const float *wt, float *dx, int B, int L, int C, int K)
+{
+    const size_t rows = (size_t)B * L, nblk = conv_blocks(B, L), Cs = (size_t)C;
+    const __m256i tail = simd_tail_mask(Cs % 8);
+#pragma omp parallel for schedule(static) if (rows * Cs * (size_t)K >= KERNEL_PAR_MIN)
+    for (size_t blk = 0; blk < nblk; blk++) {
+        size_t r1 = (blk + 1) * SEQ_ROW_BLOCK < rows ? (blk + 1) * SEQ_ROW_BLOCK : rows;
+        for (size_t r = blk * SEQ_ROW_BLOCK; r < r1; r++) {
+            int t = (int)(r % (size_t)L);
+            int j0 = t + K - L > 0 ? t + K - L : 0;
+            for (size_t c = 0; c < Cs; c += 8) {
+                const int full = c + 8 <= Cs;
+                __m256 acc = _mm256_setzero_ps();
+                for (int j = j0; j < K; j++)
+                    acc = _mm256_fmadd_ps(LD(wt + (size_t)j * Cs + c, full, tail),
+                                          LD(dy + (r + (K - 1) - j) * Cs + c, full, tail), acc);
+                float *d = dx + r * Cs + c;
+                ST(d, _mm256_add_ps(LD(d, full, tail), acc), full, tail);
+            }
+        }
+    }
+}
+
+void k_conv1d_bwd_w_avx2(const float *x, const float *dy, float *dw, float *db, float *work,
+                         int B, int L, int C, int K)
+{
+    if (!dw && !db) return;
+    const size_t rows = (size_t)B * L, nblk = conv_blocks(B, L), Cs = (size_t)C;
+    const size_t slot = (size_t)(K + 1) * Cs;
+    const __m256i tail = simd_tail_mask(Cs % 8);
+#pragma omp parallel for schedule(static) if (rows * Cs * (size_t)K >= KERNEL_PAR_MIN)
+    for (size_t blk = 0; blk < nblk; blk++) {
+        size_t r0 = blk * SEQ_ROW_BLOCK, r1 = r0 + SEQ_ROW_BLOCK < rows ? r0 + SEQ_ROW_BLOCK : rows;
+        float *part = work + blk * slot; /* (K+1) x C partials, L1-resident */
+        for (size_t q = 0; q < slot; q++) part[q] = 0.0f;
+        for (size_t r = r0; r < r1; r++) {
+            int t = (int)(r % (size_t)L);
+            const float *dyr = dy + r * Cs;
+            for (int j = (K - 1 - t > 0 ? K - 1 - t : 0); dw && j < K; j++) {
+                const float *xr = x + (r + j - (K - 1)) * Cs;
+                float *pj = part + (size_t)j * Cs;
+                for (size_t c = 0; c < Cs; c += 8) {
+                    const int full = c + 8 <= Cs;
+                    ST(pj + c, _mm256_fmadd_ps(LD(dyr + c, full, tail), LD(xr + c, full, tail), LD(pj + c, full, tail)),
+                       full, tail);
+                }
+            }
+            if (db) {
+                float *pb = part + (size_t)K * Cs;
+                for (size_t c = 0; c < Cs; c += 8) {
+                    const int full = c + 8 <= Cs;
+                    ST(pb + c, _mm256_add_ps(LD(pb + c, full, tail), LD(dyr + c, full, tail)), full, tail);
+                }
+            }
+        }
+    }
+    conv_reduce_blocks(work, dw, db, nblk, C, K);
+}
+#undef LD
+#undef ST
+#define DISPATCH(name, ...) name##_avx2(__VA_ARGS__)
+#else
+#define DISPATCH(name, ...) name##_scalar(__VA_ARGS__)
+#endif
+
+void k_conv1d_fwd(const float *x, const float *wt, const float *bias, float *y, int B, int L,
+                  int C, int K)
+{
+    DISPATCH(k_conv1d_fwd, x, wt, bias, y, B, L, C, K);
+}
+void k_conv1d_bwd_x(const float *dy, const float *wt, float *dx, int B, int L, int C, int K)
+{
+    DISPATCH(k_conv1d_bwd_x, dy, wt, dx, B, L, C, K);
+}
+void k_conv1d_bwd_w(const float *x, const float *dy, float *dw, float *db, float *work, int B,
+                    int L, int C, int K)
+{
+    DISPATCH(k_conv1d_bwd_w, x, dy, dw, db, work, B, L, C, K);
+}
+
+/* -------------------------------------------------------------------- op */
+
+static void conv1d_backward(Graph *g, TapeEntry *e)
+{
+    Tensor *x = e->in[0];
+    const float *dy = e->out->grad, *wt = e->ctx;
+    const int B = x->shape[0], L = x->shape[1], C = x->shape[2], K = e->iarg[0];
+    float *dx = tensor_grad(g, x), *dw = tensor_grad(g, e->in[1]), *db = tensor_grad(g, e->in[2]);
+    if (dx) k_conv1d_bwd_x(dy, wt, dx, B, L, C, K);
+    if (dw || db) {
+        float *work = graph_scratch(g, k_conv1d_work_floats(B, L, C, K) * sizeof(float));
+        k_conv1d_bwd_w(x->data, dy, dw, db, work, B, L, C, K);
+    }
+}
+
+Tensor *op_conv1d_causal(Graph *g, Tensor *x, Tensor *w, Tensor *b)
+{
+    if (x->ndim != 3) op_shape_error("conv1d_causal", "x must be (B, L, C), got", x, NULL);
+    const int C = x->shape[2];
+    if (w->numel == 0 || w->numel % (size_t)C != 0)
+        op_shape_error("conv1d_causal", "w must hold C*K elements (x, w):", x, w);
+    const int K = (int)(w->numel / (size_t)C);
+    if (b && b->numel != (size_t)C) op_shape_error("conv1d_causal", "bias must hold C elements (x, b):", x, b);
+
+    /* tap-major copy of the weight: wt[j*C + c] = w[c*K + j] */
+    float *wt = graph_scratch(g, w->numel * sizeof(float));
+    for (int c = 0; c < C; c++)
+        for (int j = 0; j < K; j++) wt[(size_t)j * C + c] = w->data[(size_t)c * K + j];
+
+    Tensor *y = tensor_new_like(g, x);
+    k_conv1d_fwd(x->data, wt, b ? b->data : NULL, y->data, x->shape[0], x->shape[1], C, K);
+    if (graph_wants_grad(g, x, w, b, NULL)) {
+        TapeEntry *e = graph_record(g, "conv1d_causal", conv1d_backward, y, x, w, b, NULL);
+        e->ctx = wt;
+        e->iarg[0] = K;
+    }
+    return y;
+}
