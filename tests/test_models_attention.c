@@ -615,13 +615,13 @@ START_TEST(test_init_statistics_bounds_constants_and_offsets)
 END_TEST
 
 /* Forward logits and every layer's spectra against the float64 reference.
- * Tolerances: the C model runs in float32 (relative rounding ~6e-8 per
- * op, a few hundred ops deep); 1e-4 relative to the largest logit leaves a
- * wide margin above that and far below any modelling error (a wrong
- * channel or scale changes logits at the 1e-1 level).  Spectra: log
- * eigenvalues within 2e-5 * (1 + |x| + |y|) (x, y the log-domain values,
- * which for norm_fn exp are ~exp(9): there the float32 a = n + o_h alone
- * moves f(a) by ~1e-3). */
+ * Tolerances: the C model runs in float32 (rounding 6e-8 per op, a few
+ * dozen ops deep); measured worst logit error 2e-7 of the largest logit, so
+ * 5e-6 leaves a margin of 25 for other kernels' rounding while any
+ * modelling error (a wrong channel, scale or order) shows at the 1e-2 level.
+ * Spectra: log eigenvalues within 4e-6 * (1 + |x| + |y|) (x, y the
+ * log-domain values; for norm_fn exp they are ~exp(9) and the float32
+ * a = n + o_h alone moves f(a) by ~1e-3); measured worst 4e-7. */
 START_TEST(test_forward_and_spectra_match_float64_reference)
 {
     for (int v = 0; v < N_VARIANTS; v++) {
@@ -645,9 +645,9 @@ START_TEST(test_forward_and_spectra_match_float64_reference)
         double mx = 0;
         for (int i = 0; i < nr * c.output_dim; i++) mx = fmax(mx, fabs(ref[i]));
         for (int i = 0; i < nr * c.output_dim; i++)
-            ck_assert_msg(fabs(lg[i] - ref[i]) <= 1e-4 * mx, "%s: logit %d: %.8g vs ref %.8g", var->name, i, lg[i],
+            ck_assert_msg(fabs(lg[i] - ref[i]) <= 5e-6 * mx, "%s: logit %d: %.8g vs ref %.8g", var->name, i, lg[i],
                           ref[i]);
-        check_spectra(var->name, eig, le, sc, ne, 2e-5);
+        check_spectra(var->name, eig, le, sc, ne, 4e-6);
         free(eig), free(lg), free(ref), free(le), free(sc);
         free_batch(&tb);
         model_free(&m);
@@ -717,7 +717,7 @@ static Tensor *gc_loss(Graph *g, Tensor **in, void *ctx)
  * loss is ~1e-6, i.e. ~5e-5 after division by 2 eps. */
 START_TEST(test_gradients_of_every_parameter_match_finite_differences)
 {
-    const GradcheckOpts o = {.eps = 1e-2, .atol = 1e-4, .rtol = 1e-2, .max_probe = 6};
+    const GradcheckOpts o = {.eps = 3e-3, .atol = 5e-5, .rtol = 1e-2, .max_probe = 0};
     for (int v = 0; v < N_VARIANTS; v++) {
         ModelConfig c = variant_config(&VARIANTS[v]);
         Model m;
