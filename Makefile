@@ -42,6 +42,8 @@ LIB_SRC := $(filter-out src/main.c,$(LIB_SRC))
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 TEST_SRC := $(wildcard tests/*.c)
 TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/obj/%.o)
+TOOL_SRC := $(wildcard tests/tools/*.c)
+TOOL_BIN := $(TOOL_SRC:tests/tools/%.c=$(BUILD)/tools/%)
 BENCH_SRC := $(wildcard bench/*.c)
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
@@ -49,7 +51,7 @@ LIB := $(BUILD)/libseqeig.a
 BIN := $(BUILD)/seqeig
 TEST_BIN := $(BUILD)/test_seqeig
 
-.PHONY: all test test-c test-generic bench asan clean deps
+.PHONY: all test test-c test-oracle test-generic bench asan clean deps
 all: $(BIN) $(LIB)
 
 deps:
@@ -81,6 +83,10 @@ $(BUILD)/obj/tests/test_main.o: $(BUILD)/test_suites.h
 $(TEST_BIN): $(TEST_OBJ) $(LIB)
 	$(CC) $(CFLAGS_BASE) $^ -o $@ $(CHECK_LIBS) $(LDLIBS_BASE)
 
+$(BUILD)/tools/%: tests/tools/%.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_BASE) $< $(LIB) -o $@ $(LDLIBS_BASE)
+
 $(BUILD)/bench/%: bench/%.c $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_BASE) $< $(LIB) -o $@ $(LDLIBS_BASE)
@@ -89,10 +95,18 @@ $(BUILD)/bench/%: bench/%.c $(LIB)
 # caller sets OMP_NUM_THREADS.
 test: deps
 	@$(MAKE) --no-print-directory test-c
+	@$(MAKE) --no-print-directory test-oracle
 	@$(MAKE) --no-print-directory ARCH=generic test-c
 
 test-c: $(TEST_BIN) $(BIN)
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} $(TEST_BIN)
+
+# Every model variant against the independent PyTorch implementation.
+test-oracle: $(BUILD)/tools/oracle_dump
+	@rm -rf $(BUILD)/oracle
+	OMP_NUM_THREADS=2 $(BUILD)/tools/oracle_dump $(BUILD)/oracle
+	$(PYTHON) tests/oracle/compare.py $(BUILD)/oracle/*.h5
+	$(PYTHON) tests/oracle/selftest.py
 
 test-generic:
 	@$(MAKE) --no-print-directory ARCH=generic test-c

@@ -20,22 +20,27 @@ static double sgemm_gflops(int m, int n, int k)
     return 2.0 * m * n * k / t * 1e-9;
 }
 
+static void copy_kernel(float *a, const float *b, size_t n)
+{
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) a[i] = b[i];
+}
+
+static void triad_kernel(float *a, const float *b, const float *c, size_t n)
+{
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) a[i] = b[i] + 0.5f * c[i];
+}
+
 static double bandwidth_gbs(int triad)
 {
     size_t n = (size_t)64 << 20; /* 256 MiB per array */
     float *a = bench_alloc(n), *b = bench_alloc(n), *c = bench_alloc(n);
     double t;
-    if (triad) {
-        BENCH_MEDIAN(5, t, {
-#pragma omp parallel for schedule(static)
-            for (size_t i = 0; i < n; i++) a[i] = b[i] + 0.5f * c[i];
-        });
-    } else {
-        BENCH_MEDIAN(5, t, {
-#pragma omp parallel for schedule(static)
-            for (size_t i = 0; i < n; i++) a[i] = b[i];
-        });
-    }
+    if (triad)
+        BENCH_MEDIAN(5, t, triad_kernel(a, b, c, n));
+    else
+        BENCH_MEDIAN(5, t, copy_kernel(a, b, n));
     free(a), free(b), free(c);
     double bytes = (triad ? 3.0 : 2.0) * (double)n * sizeof(float);
     return bytes / t * 1e-9;

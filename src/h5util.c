@@ -34,6 +34,17 @@ static hid_t link_props(void)
     return lcpl;
 }
 
+int h5u_group(hid_t f, const char *name, char *err)
+{
+    if (h5u_exists(f, name)) return 0;
+    hid_t lcpl = link_props();
+    hid_t gid = H5Gcreate2(f, name, lcpl, H5P_DEFAULT, H5P_DEFAULT);
+    H5Pclose(lcpl);
+    if (gid < 0) FAIL("cannot create group '%s'", name);
+    H5Gclose(gid);
+    return 0;
+}
+
 static int write_any(hid_t f, const char *name, hid_t file_type, hid_t mem_type, int ndim,
                      const size_t *dims, const void *data, char *err)
 {

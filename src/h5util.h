@@ -18,6 +18,9 @@ void h5u_quiet(void);
 hid_t h5u_create(const char *path, char *err);
 hid_t h5u_open(const char *path, int writable, char *err);
 
+/* Create a group (and its parents) if it does not exist yet. */
+int h5u_group(hid_t f, const char *name, char *err);
+
 /* Whole datasets: `dims` has `ndim` entries. */
 int h5u_write_f32(hid_t f, const char *name, int ndim, const size_t *dims, const float *data, char *err);
 int h5u_write_f64(hid_t f, const char *name, int ndim, const size_t *dims, const double *data, char *err);

@@ -182,7 +182,7 @@ START_TEST(test_broadcast_avx2_matches_scalar)
         for (size_t C = 1; C < 40; C += 4) {
             const size_t R = rows_list[ri], n = R * C;
             float *x = malloc(n * 4), *b = malloc(n * 4), *v = malloc(C * 4), *y1 = malloc(n * 4), *y2 = malloc(n * 4);
-            float *o1 = calloc(C, 4), *o2 = calloc(C, 4), *work = malloc(k_colsum_work_floats(R, C) * 4);
+            float *o1 = calloc(C, 4), *o2 = calloc(C, 4), *work = malloc(k_colsum_prod_work_floats(R, C) * 4);
             test_fill_uniform(x, n, C, -1, 1);
             test_fill_uniform(b, n, C + 1, -1, 1);
             test_fill_uniform(v, C, C + 2, -1, 1);
@@ -196,11 +196,11 @@ START_TEST(test_broadcast_avx2_matches_scalar)
             k_mul_cols_acc_scalar(x, v, y1, R, C);
             k_mul_cols_acc_avx2(x, v, y2, R, C);
             ck_assert_close(y2, y1, n, 2 * 2 * U32, 0, "mul_cols_acc avx2"); /* |b + x v| <= 2, FMA */
-            k_colsum_acc_scalar(x, NULL, o1, work, R, C);
-            k_colsum_acc_avx2(x, NULL, o2, work, R, C);
+            k_colsum_prod_acc_scalar(x, NULL, o1, work, R, C);
+            k_colsum_prod_acc_avx2(x, NULL, o2, work, R, C);
             ck_assert_close(o2, o1, C, 0, 0, "colsum avx2 (adds in the same order: identical)");
-            k_colsum_acc_scalar(x, b, o1, work, R, C);
-            k_colsum_acc_avx2(x, b, o2, work, R, C);
+            k_colsum_prod_acc_scalar(x, b, o1, work, R, C);
+            k_colsum_prod_acc_avx2(x, b, o2, work, R, C);
             /* same order, FMA saves one rounding per term: <= 2 R u R */
             ck_assert_close(o2, o1, C, 2.0 * R * U32 * R, 0, "colsum_dot avx2");
             free(x), free(b), free(v), free(y1), free(y2), free(o1), free(o2), free(work);

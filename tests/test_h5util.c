@@ -26,6 +26,9 @@ START_TEST(test_h5util_roundtrip_preserves_values_shapes_and_attributes)
     ck_assert_int_eq(h5u_attr_string(f, "/", "format", "seqeig-test", err), 0);
     ck_assert_int_eq(h5u_attr_i64(f, "/grp", "seed", 1919, err), 0);
     ck_assert_int_eq(h5u_attr_f64(f, "/grp/sub/a", "scale", 0.5, err), 0);
+    ck_assert_int_eq(h5u_group(f, "/empty/nested", err), 0);
+    ck_assert_int_eq(h5u_group(f, "/empty/nested", err), 0); /* existing: fine */
+    ck_assert_int_eq(h5u_attr_i64(f, "/empty/nested", "n", 3, err), 0);
     H5Fclose(f);
 
     f = h5u_open(path, 0, err);
@@ -47,6 +50,7 @@ START_TEST(test_h5util_roundtrip_preserves_values_shapes_and_attributes)
     ck_assert_mem_eq(i, i2, sizeof i);
     ck_assert(h5u_exists(f, "/grp/sub/a"));
     ck_assert(!h5u_exists(f, "/grp/nothing/here"));
+    ck_assert(h5u_exists(f, "/empty/nested"));
     H5Fclose(f);
     unlink(path);
 }

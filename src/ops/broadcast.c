@@ -2,7 +2,7 @@
  * (mul_heads).  Forward and the input-shaped gradients are parallel over
  * rows.  Gradients of the broadcast operand are sums over rows: each fixed
  * block of SEQ_ROW_BLOCK rows is summed (rows in order) into `work`, then
- * the block partials are added in block order (k_colsum_acc), so the sums
+ * the block partials are added in block order (k_colsum_prod_acc), so the sums
  * are bit-identical for any thread count. */
 #include "../ops.h"
 #include "k_arith.h"
@@ -10,9 +10,9 @@
 
 static size_t row_blocks(size_t rows) { return (rows + SEQ_ROW_BLOCK - 1) / SEQ_ROW_BLOCK; }
 
-size_t k_colsum_work_floats(size_t rows, size_t C) { return row_blocks(rows) * C; }
+size_t k_colsum_prod_work_floats(size_t rows, size_t C) { return row_blocks(rows) * C; }
 
-/* Phase 2 of k_colsum_acc, shared by both variants: out[c] += sum_blk work[blk][c]. */
+/* Phase 2 of k_colsum_prod_acc, shared by both variants: out[c] += sum_blk work[blk][c]. */
 static void colsum_reduce_blocks(const float *work, float *out, size_t nblk, size_t C)
 {
 #pragma omp parallel for schedule(static) if (nblk * C >= KERNEL_PAR_MIN)
@@ -46,7 +46,7 @@ void k_mul_cols_acc_scalar(const float *dy, const float *v, float *dx, size_t ro
         for (size_t c = 0; c < C; c++) dx[r * C + c] += dy[r * C + c] * v[c];
 }
 
-void k_colsum_acc_scalar(const float *a, const float *b, float *out, float *work, size_t rows,
+void k_colsum_prod_acc_scalar(const float *a, const float *b, float *out, float *work, size_t rows,
                          size_t C)
 {
     const size_t nblk = row_blocks(rows);
@@ -150,7 +150,7 @@ void k_mul_cols_acc_avx2(const float *dy, const float *v, float *dx, size_t rows
     for (size_t r = 0; r < rows; r++) row_fma_acc(dy + r * C, v, dx + r * C, C, tail);
 }
 
-void k_colsum_acc_avx2(const float *a, const float *b, float *out, float *work, size_t rows,
+void k_colsum_prod_acc_avx2(const float *a, const float *b, float *out, float *work, size_t rows,
                        size_t C)
 {
     const size_t nblk = row_blocks(rows);
@@ -245,9 +245,9 @@ void k_mul_cols_acc(const float *dy, const float *v, float *dx, size_t rows, siz
 {
     DISPATCH(k_mul_cols_acc, dy, v, dx, rows, C);
 }
-void k_colsum_acc(const float *a, const float *b, float *out, float *work, size_t rows, size_t C)
+void k_colsum_prod_acc(const float *a, const float *b, float *out, float *work, size_t rows, size_t C)
 {
-    DISPATCH(k_colsum_acc, a, b, out, work, rows, C);
+    DISPATCH(k_colsum_prod_acc, a, b, out, work, rows, C);
 }
 void k_mul_heads(const float *x, const float *s, float *y, size_t rows, size_t H, size_t P,
                  int s_per_row)
@@ -268,7 +268,7 @@ void k_heads_dot_acc(const float *a, const float *b, float *out, size_t rows, si
 
 static float *colsum_work(Graph *g, size_t rows, size_t C)
 {
-    return graph_scratch(g, k_colsum_work_floats(rows, C) * sizeof(float));
+    return graph_scratch(g, k_colsum_prod_work_floats(rows, C) * sizeof(float));
 }
 
 static void check_cols_vector(const char *op, Tensor *x, Tensor *v)
@@ -284,7 +284,7 @@ static void add_cols_backward(Graph *g, TapeEntry *e)
     float *dx = tensor_grad(g, x), *dv = tensor_grad(g, v);
     const size_t rows = tensor_rows(x), C = (size_t)tensor_cols(x);
     if (dx) k_acc(dx, dy, x->numel);
-    if (dv) k_colsum_acc(dy, NULL, dv, colsum_work(g, rows, C), rows, C);
+    if (dv) k_colsum_prod_acc(dy, NULL, dv, colsum_work(g, rows, C), rows, C);
 }
 
 Tensor *op_add_cols(Graph *g, Tensor *x, Tensor *v)
@@ -303,7 +303,7 @@ static void mul_cols_backward(Graph *g, TapeEntry *e)
     float *dx = tensor_grad(g, x), *dv = tensor_grad(g, v);
     const size_t rows = tensor_rows(x), C = (size_t)tensor_cols(x);
     if (dx) k_mul_cols_acc(dy, v->data, dx, rows, C);
-    if (dv) k_colsum_acc(dy, x->data, dv, colsum_work(g, rows, C), rows, C);
+    if (dv) k_colsum_prod_acc(dy, x->data, dv, colsum_work(g, rows, C), rows, C);
 }
 
 Tensor *op_mul_cols(Graph *g, Tensor *x, Tensor *v)
@@ -332,7 +332,7 @@ static void mul_heads_backward(Graph *g, TapeEntry *e)
         float *t = graph_scratch(g, rows * H * sizeof(float));
         for (size_t i = 0; i < rows * H; i++) t[i] = 0.0f;
         k_heads_dot_acc(dy, x->data, t, rows, H, P);
-        k_colsum_acc(t, NULL, ds, colsum_work(g, rows, H), rows, H);
+        k_colsum_prod_acc(t, NULL, ds, colsum_work(g, rows, H), rows, H);
     }
 }
 

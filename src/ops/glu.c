@@ -39,13 +39,6 @@ void k_glu_bwd_scalar(const float *u, const float *dy, float *du, size_t rows, s
 /* ------------------------------------------------------------------ AVX2 */
 
 #if SIMD_AVX2
-static inline __m256 v8_sigmoid(__m256 b)
-{
-    const __m256 one = _mm256_set1_ps(1.0f);
-    __m256 e = v8_exp(_mm256_xor_ps(b, _mm256_set1_ps(-0.0f))); /* e^-b; +inf -> s = 0 */
-    return _mm256_div_ps(one, _mm256_add_ps(one, e));
-}
-
 void k_glu_fwd_avx2(const float *u, float *y, size_t rows, size_t d)
 {
     const __m256i m = simd_tail_mask(d % 8);

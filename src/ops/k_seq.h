@@ -98,9 +98,9 @@ void k_mul_cols(const float *x, const float *v, float *y, size_t rows, size_t C)
 /* dx += dy * v (per row) */
 void k_mul_cols_acc(const float *dy, const float *v, float *dx, size_t rows, size_t C);
 /* out[c] += sum_r a[r,c] * b[r,c]  (b NULL: sum_r a[r,c]).  `work` holds
- * k_colsum_work_floats(rows, C) floats. */
-void k_colsum_acc(const float *a, const float *b, float *out, float *work, size_t rows, size_t C);
-size_t k_colsum_work_floats(size_t rows, size_t C);
+ * k_colsum_prod_work_floats(rows, C) floats. */
+void k_colsum_prod_acc(const float *a, const float *b, float *out, float *work, size_t rows, size_t C);
+size_t k_colsum_prod_work_floats(size_t rows, size_t C);
 /* Per-head scaling, x and y (rows, H*P), s (rows, H) if s_per_row else (H):
  *   y[r, h*P+p] = x[r, h*P+p] * s[r, h] */
 void k_mul_heads(const float *x, const float *s, float *y, size_t rows, size_t H, size_t P,
@@ -115,7 +115,7 @@ void k_heads_dot_acc(const float *a, const float *b, float *out, size_t rows, si
 void k_add_cols_scalar(const float *x, const float *v, float *y, size_t rows, size_t C);
 void k_mul_cols_scalar(const float *x, const float *v, float *y, size_t rows, size_t C);
 void k_mul_cols_acc_scalar(const float *dy, const float *v, float *dx, size_t rows, size_t C);
-void k_colsum_acc_scalar(const float *a, const float *b, float *out, float *work, size_t rows,
+void k_colsum_prod_acc_scalar(const float *a, const float *b, float *out, float *work, size_t rows,
                          size_t C);
 void k_mul_heads_scalar(const float *x, const float *s, float *y, size_t rows, size_t H,
                         size_t P, int s_per_row);
@@ -127,7 +127,7 @@ void k_heads_dot_acc_scalar(const float *a, const float *b, float *out, size_t r
 void k_add_cols_avx2(const float *x, const float *v, float *y, size_t rows, size_t C);
 void k_mul_cols_avx2(const float *x, const float *v, float *y, size_t rows, size_t C);
 void k_mul_cols_acc_avx2(const float *dy, const float *v, float *dx, size_t rows, size_t C);
-void k_colsum_acc_avx2(const float *a, const float *b, float *out, float *work, size_t rows,
+void k_colsum_prod_acc_avx2(const float *a, const float *b, float *out, float *work, size_t rows,
                        size_t C);
 void k_mul_heads_avx2(const float *x, const float *s, float *y, size_t rows, size_t H,
                       size_t P, int s_per_row);
