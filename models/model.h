@@ -91,4 +91,9 @@ Tensor *model_forward(Model *m, Graph *g, const ModelBatch *batch, double *eig);
 /* Time steps per sequence in the spectra: L - 1 for attention, L for Mamba-2. */
 int model_spectra_T(const Model *m, int L);
 
+/* 0 if sequences of length L (>= 1) can be fed to the model; otherwise -1
+ * and a message naming the limiting key (max_pos_embed: learned positions
+ * exist only for t < max_pos_embed).  model_forward aborts on such a batch. */
+int model_check_length(const Model *m, int L, char *err, size_t errlen);
+
 #endif

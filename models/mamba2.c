@@ -1,0 +1,303 @@
+/* Mamba-2 model (SPEC 3.5): parameters, initialisation, forward pass built
+ * from engine ops (backward comes from the tape), dsf spectra.  See
+ * mamba2.h for the equations and the parameter table. */
+#include "mamba2.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../src/init.h"
+#include "../src/ops.h"
+#include "../src/rng.h"
+#include "ssd.h"
+
+#define MAMBA2_LN_EPS 1e-5f
+
+typedef struct Mamba2Layer {
+    Param *in_proj_w;          /* (d + 2N + n_dt, d) */
+    Param *dt_bias;            /* (H) */
+    Param *A_log;              /* (H), Mamba-2 only */
+    Param *A;                  /* (H), pseudo-LTI only */
+    Param *D;                  /* (H) */
+    Param *conv_w, *conv_b;    /* (C, 1, K), (C); NULL when conv_dim == 0 */
+    Param *out_proj_w;         /* (d, d) */
+    Param *glu_w, *glu_b;      /* (2d, d), (2d); NULL without glu */
+    Param *norm_w, *norm_b;    /* (d), (d) */
+} Mamba2Layer;
+
+typedef struct Mamba2Impl {
+    Param *embedding;          /* (V, d) */
+    Param *dec_w, *dec_b;      /* (output_dim, d), (output_dim) */
+    int n_layers;
+    Mamba2Layer layer[];
+} Mamba2Impl;
+
+/* ------------------------------------------------------------ creation */
+
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (err && errlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return -1;
+}
+
+static int check_config(const ModelConfig *c, char *err, size_t errlen)
+{
+    if (c->kind != MODEL_MAMBA2) return fail(err, errlen, "model: not a Mamba-2 config");
+    if (c->vocab_size <= 0)
+        return fail(err, errlen, "model.vocab_size must be > 0 (got %d)", c->vocab_size);
+    if (c->output_dim <= 0)
+        return fail(err, errlen, "model.output_dim must be > 0 (got %d)", c->output_dim);
+    if (c->hidden_dim <= 0)
+        return fail(err, errlen, "model.hidden_dim must be > 0 (got %d)", c->hidden_dim);
+    if (c->state_dim <= 0)
+        return fail(err, errlen, "model.state_dim must be > 0 (got %d)", c->state_dim);
+    if (c->num_heads <= 0)
+        return fail(err, errlen, "model.num_heads must be > 0 (got %d)", c->num_heads);
+    if (c->hidden_dim % c->num_heads != 0)
+        return fail(err, errlen, "model.num_heads (%d) must divide model.hidden_dim (%d)",
+                    c->num_heads, c->hidden_dim);
+    if (c->pseudo_lti && c->state_dim % c->num_heads != 0)
+        return fail(err, errlen,
+                    "model.num_heads (%d) must divide model.state_dim (%d) with pseudoLTI",
+                    c->num_heads, c->state_dim);
+    if (c->num_layers <= 0)
+        return fail(err, errlen, "model.num_layers must be > 0 (got %d)", c->num_layers);
+    if (c->conv_dim < 0)
+        return fail(err, errlen, "model.conv_dim must be >= 0 (got %d)", c->conv_dim);
+    if (!(c->dropout >= 0.0f && c->dropout < 1.0f))
+        return fail(err, errlen, "model.dropout must be in [0, 1) (got %g)", (double)c->dropout);
+    if (c->head != HEAD_LM && c->head != HEAD_CLASSIFIER)
+        return fail(err, errlen, "model: unknown head kind %d", (int)c->head);
+    return 0;
+}
+
+static Param *add(ParamSet *ps, int *ok, const char *name, int ndim, const int *shape)
+{
+    Param *p = paramset_add(ps, name, ndim, shape);
+    if (!p) *ok = 0;
+    return p;
+}
+
+int mamba2_create(Model *m, char *err, size_t errlen)
+{
+    m->impl = NULL;
+    const ModelConfig *c = &m->cfg;
+    if (check_config(c, err, errlen)) return -1;
+    const int d = c->hidden_dim, N = c->state_dim, H = c->num_heads, K = c->conv_dim;
+    const int n_dt = c->pseudo_lti ? 1 : H, C = d + 2 * N;
+
+    Mamba2Impl *im = calloc(1, sizeof *im + (size_t)c->num_layers * sizeof(Mamba2Layer));
+    if (!im) return fail(err, errlen, "out of memory");
+    im->n_layers = c->num_layers;
+    ParamSet *ps = &m->params;
+    int ok = 1;
+    char name[PARAM_NAME_MAX];
+
+    im->embedding = add(ps, &ok, "encoder.word_embeddings.weight", 2, (int[]){c->vocab_size, d});
+    for (int i = 0; i < c->num_layers && ok; i++) {
+        Mamba2Layer *l = &im->layer[i];
+#define NAME(suffix) (snprintf(name, sizeof name, "blocks.%d.%s", i, suffix), name)
+        l->in_proj_w = add(ps, &ok, NAME("mamba.in_proj.weight"), 2, (int[]){C + n_dt, d});
+        l->dt_bias = add(ps, &ok, NAME("mamba.dt_bias"), 1, (int[]){H});
+        if (c->pseudo_lti) {
+            l->D = add(ps, &ok, NAME("mamba.D"), 1, (int[]){H});
+            l->A = add(ps, &ok, NAME("mamba.A"), 1, (int[]){H});
+        } else {
+            l->A_log = add(ps, &ok, NAME("mamba.A_log"), 1, (int[]){H});
+            l->D = add(ps, &ok, NAME("mamba.D"), 1, (int[]){H});
+        }
+        if (K > 0) {
+            l->conv_w = add(ps, &ok, NAME("mamba.conv1d.weight"), 3, (int[]){C, 1, K});
+            l->conv_b = add(ps, &ok, NAME("mamba.conv1d.bias"), 1, (int[]){C});
+        }
+        l->out_proj_w = add(ps, &ok, NAME("mamba.out_proj.weight"), 2, (int[]){d, d});
+        if (c->glu) {
+            l->glu_w = add(ps, &ok, NAME("glu.linear.weight"), 2, (int[]){2 * d, d});
+            l->glu_b = add(ps, &ok, NAME("glu.linear.bias"), 1, (int[]){2 * d});
+        }
+        l->norm_w = add(ps, &ok, NAME("norm.weight"), 1, (int[]){d});
+        l->norm_b = add(ps, &ok, NAME("norm.bias"), 1, (int[]){d});
+#undef NAME
+    }
+    if (ok) {
+        im->dec_w = add(ps, &ok, "decoder.weight", 2, (int[]){c->output_dim, d});
+        im->dec_b = add(ps, &ok, "decoder.bias", 1, (int[]){c->output_dim});
+    }
+    if (!ok) {
+        free(im);
+        return fail(err, errlen, "Mamba-2: could not declare the parameters");
+    }
+    if (paramset_finalize(ps)) {
+        free(im);
+        return fail(err, errlen, "out of memory allocating the Mamba-2 parameters");
+    }
+    m->impl = im;
+    return 0;
+}
+
+void mamba2_free(Model *m)
+{
+    free(m->impl);
+    m->impl = NULL;
+}
+
+/* ------------------------------------------------------------ init */
+
+/* dt_bias = softplus^-1(dt), dt = max(1e-4, exp(U(log 1e-3, log 1e-1))),
+ * one rng_uniform per head, computed in double. */
+static void init_dt_bias(Param *p, Rng *r)
+{
+    const double lo = log(1e-3), hi = log(1e-1);
+    for (size_t i = 0; i < p->t.numel; i++) {
+        double dt = exp(rng_uniform(r) * (hi - lo) + lo);
+        if (dt < 1e-4) dt = 1e-4;
+        p->t.data[i] = (float)(dt + log(-expm1(-dt)));
+    }
+}
+
+/* A ~ U(1, 16) (rounded to float, as the reference draws it in float32),
+ * A_log = log A. */
+static void init_A_log(Param *p, Rng *r)
+{
+    for (size_t i = 0; i < p->t.numel; i++) {
+        float A = (float)(1.0 + 15.0 * rng_uniform(r));
+        p->t.data[i] = (float)log((double)A);
+    }
+}
+
+void mamba2_init(Model *m, uint64_t seed)
+{
+    Mamba2Impl *im = m->impl;
+    Rng r;
+    rng_init(&r, rng_derive_key(seed, RNG_INIT, 0));
+    init_param_normal(im->embedding, &r, 0.0, 1.0);
+    for (int i = 0; i < im->n_layers; i++) {
+        Mamba2Layer *l = &im->layer[i];
+        init_linear_default(l->in_proj_w, NULL, &r);
+        init_dt_bias(l->dt_bias, &r);
+        if (m->cfg.pseudo_lti) {
+            init_param_constant(l->D, 1.0f);
+            init_param_uniform(l->A, &r, -8.0, -2.0);
+        } else {
+            init_A_log(l->A_log, &r);
+            init_param_constant(l->D, 1.0f);
+        }
+        if (l->conv_w) init_linear_default(l->conv_w, l->conv_b, &r);
+        init_linear_default(l->out_proj_w, NULL, &r);
+        if (l->glu_w) init_linear_default(l->glu_w, l->glu_b, &r);
+        init_param_constant(l->norm_w, 1.0f);
+        init_param_constant(l->norm_b, 0.0f);
+    }
+    init_linear_default(im->dec_w, im->dec_b, &r);
+}
+
+/* ------------------------------------------------------------ forward */
+
+static Tensor *filled(Graph *g, int ndim, const int *shape, float v)
+{
+    Tensor *t = tensor_new(g, ndim, shape);
+    for (size_t i = 0; i < t->numel; i++) t->data[i] = v;
+    return t;
+}
+
+/* softplus in double, stable for any sign */
+static double softplus_d(double x) { return (x > 0 ? x : 0.0) + log1p(exp(-fabs(x))); }
+
+/* The SSD layer on u (B, L, d).  eig: NULL or this layer's slice base of
+ * the (B, layers, H, L) spectra array, with `eig_stride_b` doubles between
+ * batch entries. */
+static Tensor *ssd_layer(const Model *m, const Mamba2Layer *l, Graph *g, Tensor *u, double *eig,
+                         size_t eig_stride_b)
+{
+    const ModelConfig *c = &m->cfg;
+    const int Bn = u->shape[0], L = u->shape[1];
+    const int d = c->hidden_dim, N = c->state_dim, H = c->num_heads, C = d + 2 * N;
+    const bool lti = c->pseudo_lti;
+
+    Tensor *zx = op_linear(g, u, &l->in_proj_w->t, NULL);          /* (B, L, C + n_dt) */
+    Tensor *xBC = op_slice_cols(g, zx, 0, C);
+    Tensor *dt = op_slice_cols(g, zx, C, lti ? 1 : H);
+    if (lti) {
+        /* broadcast the single dt channel to the H heads: ones (., H) * dt (., 1), exact */
+        Tensor *ones = filled(g, 3, (int[]){Bn, L, H}, 1.0f);
+        dt = op_mul_heads(g, ones, dt);
+    }
+    Tensor *delta = op_softplus(g, op_add_cols(g, dt, &l->dt_bias->t));   /* (B, L, H) */
+
+    if (l->conv_w) xBC = op_silu(g, op_conv1d_causal(g, xBC, &l->conv_w->t, &l->conv_b->t));
+    Tensor *x = op_slice_cols(g, xBC, 0, d);
+    Tensor *Bm = op_slice_cols(g, xBC, d, N);
+    Tensor *Cm = op_slice_cols(g, xBC, d + N, N);
+
+    Tensor *y;
+    if (!lti) {
+        Tensor *a = op_scale(g, op_exp(g, &l->A_log->t), -1.0f);    /* a_h = -exp(A_log_h) */
+        Tensor *log_a = op_mul_cols(g, delta, a);                   /* Delta_t^h a_h */
+        y = op_ssd_scan(g, op_mul_heads(g, x, delta), Bm, Cm, log_a, H);
+    } else {
+        Tensor *na = op_scale(g, op_softplus(g, &l->A->t), -1.0f);  /* -softplus(A_h) */
+        Tensor *log_a = op_add_cols(g, tensor_zeros(g, 3, (int[]){Bn, L, H}), na);
+        /* block j of N/H entries of B times Delta^j */
+        y = op_ssd_scan(g, x, op_mul_heads(g, Bm, delta), Cm, log_a, H);
+    }
+    y = op_add(g, y, op_mul_heads(g, x, &l->D->t));
+
+    if (eig) {
+        if (!lti) {
+            const float *A_log = l->A_log->t.data;
+            for (int b = 0; b < Bn; b++)
+                for (int h = 0; h < H; h++) {
+                    const double ea = exp((double)A_log[h]);
+                    double *e = eig + (size_t)b * eig_stride_b + (size_t)h * L;
+                    const float *dl = delta->data + (size_t)b * L * H + h;
+                    for (int t = 0; t < L; t++) e[t] = exp(-(double)dl[(size_t)t * H] * ea);
+                }
+        } else {
+            const float *A = l->A->t.data;
+            for (int b = 0; b < Bn; b++)
+                for (int h = 0; h < H; h++) {
+                    const double v = exp(-softplus_d((double)A[h]));
+                    double *e = eig + (size_t)b * eig_stride_b + (size_t)h * L;
+                    for (int t = 0; t < L; t++) e[t] = v;
+                }
+        }
+    }
+    return op_linear(g, y, &l->out_proj_w->t, NULL);
+}
+
+Tensor *mamba2_forward(Model *m, Graph *g, const ModelBatch *b, double *eig)
+{
+    Mamba2Impl *im = m->impl;
+    const ModelConfig *c = &m->cfg;
+    const int Bn = b->B, L = b->L, d = c->hidden_dim;
+    const size_t eig_stride_b = (size_t)im->n_layers * c->num_heads * L;
+
+    Tensor *x = op_embedding(g, &im->embedding->t, b->tokens, 2, (int[]){Bn, L});   /* (B, L, d) */
+    for (int i = 0; i < im->n_layers; i++) {
+        const Mamba2Layer *l = &im->layer[i];
+        Tensor *u = c->prenorm ? op_layernorm(g, x, &l->norm_w->t, &l->norm_b->t, MAMBA2_LN_EPS) : x;
+        double *eig_l = eig ? eig + (size_t)i * c->num_heads * L : NULL;
+        Tensor *h = ssd_layer(m, l, g, u, eig_l, eig_stride_b);
+        h = op_dropout(g, op_gelu(g, h), c->dropout);
+        if (l->glu_w) h = op_glu(g, op_linear(g, h, &l->glu_w->t, &l->glu_b->t));
+        h = op_dropout(g, h, c->dropout);
+        x = op_add(g, x, h);
+        if (!c->prenorm) x = op_layernorm(g, x, &l->norm_w->t, &l->norm_b->t, MAMBA2_LN_EPS);
+    }
+
+    if (c->head == HEAD_CLASSIFIER) {
+        Tensor *pooled = op_mean_time(g, x, b->mask);                        /* (B, d) */
+        return op_linear(g, pooled, &im->dec_w->t, &im->dec_b->t);
+    }
+    Tensor *rows = b->rows ? op_gather_rows(g, x, b->rows, b->n_rows)
+                           : tensor_reshape(g, x, 2, (int[]){Bn * L, d});
+    return op_linear(g, rows, &im->dec_w->t, &im->dec_b->t);
+}
