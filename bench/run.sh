@@ -17,8 +17,9 @@ done
 /usr/bin/python3 bench/torch_model_step.py
 # the reference's cumsum form of linear / norm attention (small shape only)
 /usr/bin/python3 bench/torch_model_step.py --models lin-attention,norm-attention --shapes small --attn cumsum
+# any further benchmark program (the build also leaves .d dependency files here)
 for prog in "$build"/bench/*; do
-    case "$(basename "$prog")" in machine|kernels|model_step) continue ;; esac
-    "$prog"
+    case "$(basename "$prog")" in machine|kernels|model_step|*.d) continue ;; esac
+    if [ -f "$prog" ] && [ -x "$prog" ]; then "$prog"; fi
 done
 echo "# bench/run.sh: ${SECONDS} s"
