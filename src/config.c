@@ -389,7 +389,9 @@ static int type_value(const ConfigEntryDef *e, const char *text, bool quoted, Co
                       char *msg, size_t n)
 {
     memset(v, 0, sizeof *v);
-    if (!quoted && is_null_text(text))
+    bool is_choice = false;
+    for (int k = 0; e->type == CONFIG_ENUM && k < e->n_choices; k++) is_choice |= !strcmp(e->choices[k], text);
+    if (!quoted && is_null_text(text) && !is_choice)
         return fail(msg, n, "expected %s %s, got no value (null)%s",
                     e->type == CONFIG_INT ? "an" : "a", config_type_name(e->type),
                     e->type == CONFIG_STR ? "; write \"\" for an empty string" : "");
@@ -735,6 +737,22 @@ int config_load_yaml(Config *c, const ConfigSchema *s, const char *path, char *e
         Loader L = {.c = c, .doc = &doc, .path = path, .err = err, .errlen = errlen};
         rc = load_root(&L, yaml_document_get_root_node(&doc));
         yaml_document_delete(&doc);
+        /* a second document ('---') would be silently dropped: refuse it */
+        if (rc == 0) {
+            yaml_document_t more;
+            if (!yaml_parser_load(&parser, &more)) {
+                rc = fail(err, errlen, "%s:%d:%d: YAML syntax error: %s", path,
+                          (int)parser.problem_mark.line + 1, (int)parser.problem_mark.column + 1,
+                          parser.problem ? parser.problem : "malformed YAML");
+            } else {
+                yaml_node_t *r2 = yaml_document_get_root_node(&more);
+                if (r2)
+                    rc = fail(err, errlen,
+                              "%s:%d: a config file holds one YAML document; found a second one",
+                              path, (int)r2->start_mark.line + 1);
+                yaml_document_delete(&more);
+            }
+        }
     }
     yaml_parser_delete(&parser);
     fclose(f);
