@@ -1,0 +1,54 @@
+/* Eigenvalue statistics: bins, percentages, mean and std (spectra.h). */
+#include <math.h>
+
+#include "spectra.h"
+
+const double spectra_thresholds[SPECTRA_NTHRESH] = {0.1, 0.5, 0.9, 1.0, 10.0, 100.0};
+
+void spectra_bins_of(double r, int flags[SPECTRA_NBINS])
+{
+    const double *th = spectra_thresholds;
+    flags[0] = r >= 0.0 && r <= th[0];
+    for (int k = 1; k < SPECTRA_NTHRESH; k++) flags[k] = r >= th[k - 1] && r <= th[k];
+    flags[SPECTRA_NBINS - 1] = r > th[SPECTRA_NTHRESH - 1];
+}
+
+void spectra_percent(const double *eig, int S, int Ly, int H, int T, double *pct)
+{
+    size_t series = (size_t)S * (size_t)Ly * (size_t)H;
+    for (size_t s = 0; s < series; s++) {
+        const double *e = eig + s * (size_t)T;
+        int count[SPECTRA_NBINS] = {0};
+        for (int t = 0; t < T; t++) {
+            int f[SPECTRA_NBINS];
+            spectra_bins_of(e[t], f);
+            for (int k = 0; k < SPECTRA_NBINS; k++) count[k] += f[k];
+        }
+        for (int k = 0; k < SPECTRA_NBINS; k++)
+            pct[s * SPECTRA_NBINS + (size_t)k] = T > 0 ? 100.0 * count[k] / T : 0.0;
+    }
+}
+
+void spectra_percent_stats(const double *pct, int S, int Ly, int H, double *mean, double *std)
+{
+    size_t per = (size_t)Ly * (size_t)H * SPECTRA_NBINS;
+    for (size_t j = 0; j < per; j++) {
+        double sum = 0.0;
+        for (int s = 0; s < S; s++) sum += pct[(size_t)s * per + j];
+        double mu = S > 0 ? sum / S : 0.0;
+        double ss = 0.0;
+        for (int s = 0; s < S; s++) {
+            double d = pct[(size_t)s * per + j] - mu;
+            ss += d * d;
+        }
+        mean[j] = mu;
+        std[j] = S > 0 ? sqrt(ss / S) : 0.0;
+    }
+}
+
+long spectra_find_nan(const double *eig, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (isnan(eig[i])) return (long)i;
+    return -1;
+}

@@ -1,0 +1,40 @@
+/* Eigenvalue statistics (SPEC 6 "Statistics", STUDY 3.1-3.2).
+ *
+ * Eigenvalue arrays are float64 with shape (samples S, layers Ly, heads H,
+ * steps T) in row-major order, as models hand them out.  The radius r of an
+ * eigenvalue is its value (all eigenvalues here are real and >= 0).
+ *
+ * Seven bins with the reference thresholds [0.1, 0.5, 0.9, 1, 10, 100]:
+ *   0: 0 <= r <= 0.1    1: 0.1 <= r <= 0.5   2: 0.5 <= r <= 0.9
+ *   3: 0.9 <= r <= 1    4: 1 <= r <= 10      5: 10 <= r <= 100    6: r > 100
+ * closed at both ends as the reference analysis script codes them, so a
+ * value exactly on a threshold counts in both neighbouring bins; +inf
+ * counts in bin 6, a negative value in none.  A NaN eigenvalue is a bug:
+ * spectra_check_finite_or_inf reports it.
+ *
+ * Per (sample, layer, head) the percentage of the T steps in each bin;
+ * then the mean and the population standard deviation (ddof 0) over the
+ * samples, each of shape (Ly, H, 7).  Sums run in a fixed order. */
+#ifndef SEQEIG_SPECTRA_H
+#define SEQEIG_SPECTRA_H
+
+#include <stddef.h>
+
+#define SPECTRA_NBINS 7
+#define SPECTRA_NTHRESH 6
+
+extern const double spectra_thresholds[SPECTRA_NTHRESH];
+
+/* Which bins r falls in: flags[k] = 1 if r is in bin k (0, 1 or 2 bins). */
+void spectra_bins_of(double r, int flags[SPECTRA_NBINS]);
+
+/* pct (S, Ly, H, 7): percentage of steps per bin. */
+void spectra_percent(const double *eig, int S, int Ly, int H, int T, double *pct);
+
+/* mean, std (Ly, H, 7) over the S samples of pct (S, Ly, H, 7). */
+void spectra_percent_stats(const double *pct, int S, int Ly, int H, double *mean, double *std);
+
+/* Index of the first NaN in eig[0..n), or -1 if there is none. */
+long spectra_find_nan(const double *eig, size_t n);
+
+#endif
