@@ -49,6 +49,24 @@ Tensor *model_forward(Model *m, Graph *g, const ModelBatch *batch, double *eig)
     return transformer_forward(m, g, batch, eig);
 }
 
+int spectra_method_parse(const char *name)
+{
+    if (strcmp(name, "dsf") == 0) return SPECTRA_DSF;
+    return -1;
+}
+
+/* Step index of spectra passes: outside the range of training steps, so a
+ * method that runs dropout draws masks no training step uses. */
+#define SPECTRA_STEP UINT64_C(0xFFFFFFFF)
+
+void model_spectra(Model *m, Graph *g, const ModelBatch *batch, SpectraMethod method, bool init, double *eig)
+{
+    (void)init; /* dsf: the model as it runs in evaluation */
+    (void)method;
+    graph_begin(g, SPECTRA_STEP, false, false);
+    model_forward(m, g, batch, eig);
+}
+
 int model_spectra_T(const Model *m, int L)
 {
     if (m->cfg.kind == MODEL_MAMBA2) return L;

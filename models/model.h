@@ -88,6 +88,18 @@ void model_init(Model *m, uint64_t seed);
  * shape (B, num_layers, num_heads, model_spectra_T(m, L)). */
 Tensor *model_forward(Model *m, Graph *g, const ModelBatch *batch, double *eig);
 
+/* How eigenvalues are computed (SPEC 6, docs/eigenvalues.md). */
+typedef enum { SPECTRA_DSF } SpectraMethod;
+/* "dsf" -> SPECTRA_DSF; -1 for an unknown name. */
+int spectra_method_parse(const char *name);
+
+/* Eigenvalues of `batch` by `method` into eig (B, num_layers, num_heads,
+ * model_spectra_T) float64.  Starts a new step on g (graph_begin, no tape,
+ * evaluation mode; `init` selects a method's init-time setting, if any).
+ * Parameters are not changed. */
+void model_spectra(Model *m, Graph *g, const ModelBatch *batch, SpectraMethod method, bool init,
+                   double *eig);
+
 /* Time steps per sequence in the spectra: L - 1 for attention, L for Mamba-2. */
 int model_spectra_T(const Model *m, int L);
 

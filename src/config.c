@@ -105,6 +105,12 @@ void config_schema_free(ConfigSchema *s)
     free(s->entries);
     for (int i = 0; i < s->n_ignored_top; i++) free(s->ignored_top[i]);
     free(s->ignored_top);
+    for (int i = 0; i < s->n_alias_top; i++) {
+        free(s->alias_top[i]);
+        free(s->alias_key[i]);
+    }
+    free(s->alias_top);
+    free(s->alias_key);
     memset(s, 0, sizeof *s);
 }
 
@@ -179,6 +185,26 @@ void config_schema_ignore_top(ConfigSchema *s, const char *name)
     if (!nt) die("out of memory registering '%s'", name);
     s->ignored_top = nt;
     s->ignored_top[s->n_ignored_top++] = xstrdup(name);
+}
+
+void config_schema_alias_top(ConfigSchema *s, const char *name, const char *key)
+{
+    if (config_schema_find(s, key) < 0) die("top-level alias names the unregistered key %s", key);
+    char **na = realloc(s->alias_top, (size_t)(s->n_alias_top + 1) * sizeof *na);
+    if (!na) die("out of memory registering '%s'", name);
+    s->alias_top = na;
+    char **nk = realloc(s->alias_key, (size_t)(s->n_alias_top + 1) * sizeof *nk);
+    if (!nk) die("out of memory registering '%s'", name);
+    s->alias_key = nk;
+    s->alias_top[s->n_alias_top] = xstrdup(name);
+    s->alias_key[s->n_alias_top++] = xstrdup(key);
+}
+
+static const char *schema_alias_key(const ConfigSchema *s, const char *name)
+{
+    for (int i = 0; i < s->n_alias_top; i++)
+        if (strcmp(s->alias_top[i], name) == 0) return s->alias_key[i];
+    return NULL;
 }
 
 /* Is `name` (length n) the section of some registered key? */
@@ -683,6 +709,26 @@ static int load_root(Loader *L, yaml_node_t *root)
             notice_ignored(L->path, line, name);
             continue;
         }
+        const char *alias = schema_alias_key(s, name);
+        if (alias) {
+            int idx = config_schema_find(s, alias);
+            const ConfigEntryDef *e = &s->entries[idx];
+            ConfigValue v;
+            char msg[512];
+            if (vn->type != YAML_SCALAR_NODE) {
+                rc = fail(L->err, L->errlen, "%s:%d: %s (sets %s): expected %s %s, got %s", L->path,
+                          node_line(vn), name, alias, e->type == CONFIG_INT ? "an" : "a",
+                          config_type_name(e->type), node_kind(vn));
+                break;
+            }
+            if (type_value(e, scalar_text(vn), scalar_quoted(vn), &v, msg, sizeof msg) != 0) {
+                rc = fail(L->err, L->errlen, "%s:%d: %s (sets %s): %s", L->path, node_line(vn), name,
+                          alias, msg);
+                break;
+            }
+            config_assign(L->c, idx, &v, CONFIG_FROM_FILE, node_line(vn));
+            continue;
+        }
         if (!schema_has_section(s, name, strlen(name))) {
             char secs[256], sug[64];
             schema_sections(s, secs, sizeof secs);
@@ -710,13 +756,30 @@ done:
     return rc;
 }
 
+static int load_stream(Config *c, FILE *f, const char *path, char *err, size_t errlen);
+
 int config_load_yaml(Config *c, const ConfigSchema *s, const char *path, char *err, size_t errlen)
 {
     config_init(c, s);
     c->path = xstrdup(path);
     FILE *f = fopen(path, "rb");
     if (!f) return fail(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+    return load_stream(c, f, path, err, errlen);
+}
 
+int config_load_yaml_text(Config *c, const ConfigSchema *s, const char *text, const char *label, char *err,
+                          size_t errlen)
+{
+    config_init(c, s);
+    c->path = xstrdup(label);
+    FILE *f = fmemopen((void *)text, strlen(text), "rb");
+    if (!f) return fail(err, errlen, "%s: cannot read: %s", label, strerror(errno));
+    return load_stream(c, f, label, err, errlen);
+}
+
+/* Parse the open stream f (closed here) into c. */
+static int load_stream(Config *c, FILE *f, const char *path, char *err, size_t errlen)
+{
     yaml_parser_t parser;
     yaml_document_t doc;
     if (!yaml_parser_initialize(&parser)) {

@@ -67,6 +67,9 @@ typedef struct ConfigSchema {
     int n, cap;
     char **ignored_top; /* top-level names skipped with a notice */
     int n_ignored_top;
+    char **alias_top;   /* top-level scalar names ... */
+    char **alias_key;   /* ... and the registered keys they set */
+    int n_alias_top;
 } ConfigSchema;
 
 void config_schema_init(ConfigSchema *s);
@@ -82,6 +85,10 @@ void config_schema_add_enum(ConfigSchema *s, const char *key, const char *def,
                             const char *const *allowed, unsigned flags);
 /* A top-level name that is not a section but is accepted (and skipped). */
 void config_schema_ignore_top(ConfigSchema *s, const char *name);
+/* A top-level scalar `name: value` in the file sets the registered key
+ * `key` (e.g. the reference configs' top-level `seed:` sets train.seed). */
+void config_schema_alias_top(ConfigSchema *s, const char *name, const char *key);
+
 /* Index of `key` in s->entries, or -1. */
 int config_schema_find(const ConfigSchema *s, const char *key);
 
@@ -101,6 +108,11 @@ void config_free(Config *c);
  * is still initialised (free it with config_free) and `err` names the
  * problem, the file, the line and the key. */
 int config_load_yaml(Config *c, const ConfigSchema *s, const char *path, char *err, size_t errlen);
+/* The same from YAML text in memory; `label` stands for the file name in
+ * messages (e.g. "RUN.h5:/config/yaml"). */
+int config_load_yaml_text(Config *c, const ConfigSchema *s, const char *text, const char *label, char *err,
+                          size_t errlen);
+
 /* Apply one `--set section.key=value` (value typed as in YAML, unquoted). */
 int config_set_override(Config *c, const char *assignment, char *err, size_t errlen);
 

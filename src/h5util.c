@@ -1,6 +1,7 @@
 #include "h5util.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define FAIL(...)                                          \
@@ -77,6 +78,41 @@ int h5u_write_f64(hid_t f, const char *name, int ndim, const size_t *dims, const
 int h5u_write_i32(hid_t f, const char *name, int ndim, const size_t *dims, const int32_t *data, char *err)
 {
     return write_any(f, name, H5T_STD_I32LE, H5T_NATIVE_INT32, ndim, dims, data, err);
+}
+
+int h5u_write_i64(hid_t f, const char *name, int ndim, const size_t *dims, const int64_t *data, char *err)
+{
+    return write_any(f, name, H5T_STD_I64LE, H5T_NATIVE_INT64, ndim, dims, data, err);
+}
+
+static int write_series(hid_t f, const char *name, hid_t file_type, hid_t mem_type, size_t n,
+                        const void *data, char *err)
+{
+    hsize_t dim = n, maxdim = H5S_UNLIMITED, chunk = 256;
+    hid_t space = H5Screate_simple(1, &dim, &maxdim);
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    H5Pset_chunk(dcpl, 1, &chunk);
+    hid_t lcpl = link_props();
+    if (H5Lexists(f, name, H5P_DEFAULT) > 0) H5Ldelete(f, name, H5P_DEFAULT);
+    hid_t ds = H5Dcreate2(f, name, file_type, space, lcpl, dcpl, H5P_DEFAULT);
+    int rc = 0;
+    if (ds < 0 || (n > 0 && H5Dwrite(ds, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0)) rc = -1;
+    if (ds >= 0) H5Dclose(ds);
+    H5Pclose(lcpl);
+    H5Pclose(dcpl);
+    H5Sclose(space);
+    if (rc) FAIL("cannot write dataset '%s'", name);
+    return 0;
+}
+
+int h5u_write_series_f64(hid_t f, const char *name, size_t n, const double *data, char *err)
+{
+    return write_series(f, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, n, data, err);
+}
+
+int h5u_write_series_i64(hid_t f, const char *name, size_t n, const int64_t *data, char *err)
+{
+    return write_series(f, name, H5T_STD_I64LE, H5T_NATIVE_INT64, n, data, err);
 }
 
 static hid_t utf8_string_type(void)
@@ -160,6 +196,30 @@ int h5u_read_i32(hid_t f, const char *name, int32_t *out, size_t n, char *err)
     return read_any(f, name, H5T_NATIVE_INT32, out, n, err);
 }
 
+int h5u_read_i64(hid_t f, const char *name, int64_t *out, size_t n, char *err)
+{
+    return read_any(f, name, H5T_NATIVE_INT64, out, n, err);
+}
+
+int h5u_read_string(hid_t f, const char *name, char **out, char *err)
+{
+    *out = NULL;
+    if (!h5u_exists(f, name)) FAIL("dataset '%s' not found", name);
+    hid_t ds = H5Dopen2(f, name, H5P_DEFAULT);
+    if (ds < 0) FAIL("cannot open dataset '%s'", name);
+    hid_t t = utf8_string_type();
+    char *text = NULL;
+    int rc = H5Dread(ds, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, &text) < 0 ? -1 : 0;
+    if (rc == 0 && text) {
+        *out = strdup(text);
+        H5free_memory(text);
+    }
+    H5Tclose(t);
+    H5Dclose(ds);
+    if (rc || !*out) FAIL("cannot read string dataset '%s'", name);
+    return 0;
+}
+
 static int write_attr(hid_t f, const char *obj, const char *name, hid_t type, const void *value, char *err)
 {
     hid_t o = H5Oopen(f, obj, H5P_DEFAULT);
@@ -191,4 +251,73 @@ int h5u_attr_i64(hid_t f, const char *obj, const char *name, int64_t value, char
 int h5u_attr_f64(hid_t f, const char *obj, const char *name, double value, char *err)
 {
     return write_attr(f, obj, name, H5T_NATIVE_DOUBLE, &value, err);
+}
+
+int h5u_attr_i8(hid_t f, const char *obj, const char *name, int8_t value, char *err)
+{
+    return write_attr(f, obj, name, H5T_NATIVE_INT8, &value, err);
+}
+
+int h5u_attr_exists(hid_t f, const char *obj, const char *name)
+{
+    if (strcmp(obj, "/") != 0 && !h5u_exists(f, obj)) return 0;
+    return H5Aexists_by_name(f, obj, name, H5P_DEFAULT) > 0;
+}
+
+static int read_attr(hid_t f, const char *obj, const char *name, hid_t type, void *out, char *err)
+{
+    if (!h5u_attr_exists(f, obj, name)) FAIL("attribute '%s' of '%s' not found", name, obj);
+    hid_t a = H5Aopen_by_name(f, obj, name, H5P_DEFAULT, H5P_DEFAULT);
+    if (a < 0) FAIL("cannot open attribute '%s' of '%s'", name, obj);
+    int rc = H5Aread(a, type, out) < 0 ? -1 : 0;
+    H5Aclose(a);
+    if (rc) FAIL("cannot read attribute '%s' of '%s'", name, obj);
+    return 0;
+}
+
+int h5u_get_attr_string(hid_t f, const char *obj, const char *name, char *out, size_t n, char *err)
+{
+    if (n) out[0] = 0;
+    if (!h5u_attr_exists(f, obj, name)) FAIL("attribute '%s' of '%s' not found", name, obj);
+    hid_t a = H5Aopen_by_name(f, obj, name, H5P_DEFAULT, H5P_DEFAULT);
+    if (a < 0) FAIL("cannot open attribute '%s' of '%s'", name, obj);
+    hid_t ft = H5Aget_type(a);
+    int rc = -1;
+    if (H5Tget_class(ft) == H5T_STRING) {
+        if (H5Tis_variable_str(ft) > 0) {
+            hid_t t = utf8_string_type();
+            char *text = NULL;
+            if (H5Aread(a, t, &text) >= 0 && text) {
+                snprintf(out, n, "%s", text);
+                H5free_memory(text);
+                rc = 0;
+            }
+            H5Tclose(t);
+        } else {
+            size_t len = H5Tget_size(ft);
+            char *buf = calloc(len + 1, 1);
+            hid_t t = H5Tcopy(H5T_C_S1);
+            H5Tset_size(t, len + 1);
+            if (buf && H5Aread(a, t, buf) >= 0) {
+                snprintf(out, n, "%s", buf);
+                rc = 0;
+            }
+            H5Tclose(t);
+            free(buf);
+        }
+    }
+    H5Tclose(ft);
+    H5Aclose(a);
+    if (rc) FAIL("attribute '%s' of '%s' is not a readable string", name, obj);
+    return 0;
+}
+
+int h5u_get_attr_i64(hid_t f, const char *obj, const char *name, int64_t *out, char *err)
+{
+    return read_attr(f, obj, name, H5T_NATIVE_INT64, out, err);
+}
+
+int h5u_get_attr_f64(hid_t f, const char *obj, const char *name, double *out, char *err)
+{
+    return read_attr(f, obj, name, H5T_NATIVE_DOUBLE, out, err);
 }

@@ -25,6 +25,11 @@ int h5u_group(hid_t f, const char *name, char *err);
 int h5u_write_f32(hid_t f, const char *name, int ndim, const size_t *dims, const float *data, char *err);
 int h5u_write_f64(hid_t f, const char *name, int ndim, const size_t *dims, const double *data, char *err);
 int h5u_write_i32(hid_t f, const char *name, int ndim, const size_t *dims, const int32_t *data, char *err);
+int h5u_write_i64(hid_t f, const char *name, int ndim, const size_t *dims, const int64_t *data, char *err);
+/* 1-D datasets of n rows (n may be 0), chunked with unlimited maximum size
+ * so that readers see them as extendible series. */
+int h5u_write_series_f64(hid_t f, const char *name, size_t n, const double *data, char *err);
+int h5u_write_series_i64(hid_t f, const char *name, size_t n, const int64_t *data, char *err);
 int h5u_write_string(hid_t f, const char *name, const char *text, char *err);
 
 /* Shape of a dataset (ndim <= max_dims) and whole-dataset reads converting
@@ -33,11 +38,21 @@ int h5u_shape(hid_t f, const char *name, int max_dims, int *ndim, size_t *dims, 
 int h5u_read_f32(hid_t f, const char *name, float *out, size_t n, char *err);
 int h5u_read_f64(hid_t f, const char *name, double *out, size_t n, char *err);
 int h5u_read_i32(hid_t f, const char *name, int32_t *out, size_t n, char *err);
+int h5u_read_i64(hid_t f, const char *name, int64_t *out, size_t n, char *err);
+/* A scalar string dataset; caller frees *out. */
+int h5u_read_string(hid_t f, const char *name, char **out, char *err);
 int h5u_exists(hid_t f, const char *name);
 
 /* Scalar attributes on an object (path "/" for the file root). */
 int h5u_attr_string(hid_t f, const char *obj, const char *name, const char *value, char *err);
 int h5u_attr_i64(hid_t f, const char *obj, const char *name, int64_t value, char *err);
 int h5u_attr_f64(hid_t f, const char *obj, const char *name, double value, char *err);
+int h5u_attr_i8(hid_t f, const char *obj, const char *name, int8_t value, char *err);
+/* Scalar attribute reads (converted to the requested type); a string
+ * attribute is copied into out (size n, truncated).  -1 if absent. */
+int h5u_attr_exists(hid_t f, const char *obj, const char *name);
+int h5u_get_attr_string(hid_t f, const char *obj, const char *name, char *out, size_t n, char *err);
+int h5u_get_attr_i64(hid_t f, const char *obj, const char *name, int64_t *out, char *err);
+int h5u_get_attr_f64(hid_t f, const char *obj, const char *name, double *out, char *err);
 
 #endif

@@ -1,7 +1,9 @@
-/* seqeig command-line entry point. */
+/* seqeig command-line entry point: dispatch to the subcommands (cli.h). */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "cli.h"
 #include "version.h"
 
 static void usage(FILE *f)
@@ -9,25 +11,49 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: seqeig <command> [options]\n"
             "\n"
-            "seqeig trains small sequence models on CPU and records the eigenvalue\n"
-            "spectra of every layer.  This build contains the engine only; the\n"
-            "train, spectra and info commands arrive with the model and task layers.\n"
+            "Train small sequence models on CPU and record the eigenvalue spectra of every\n"
+            "layer (docs/eigenvalues.md) next to the training metrics, in one HDF5 run file\n"
+            "per run (docs/hdf5-format.md).\n"
             "\n"
-            "options:\n"
-            "  --help       this message\n"
-            "  --version    print the version\n");
+            "commands:\n"
+            "  train     train a model from a YAML config, writing a run file\n"
+            "  info      print a readable summary of a run file\n"
+            "  spectra   recompute the spectra of a run from its checkpoint\n"
+            "\n"
+            "  seqeig <command> --help   options of one command\n"
+            "  seqeig --version          print the version\n"
+            "\n"
+            "exit codes: 0 ok, 1 runtime failure, 2 usage / config / input-file error\n");
+}
+
+int cli_parse_int(const char *s, long long lo, long long hi, long long *out)
+{
+    if (!s || !*s) return -1;
+    char *end;
+    long long v = strtoll(s, &end, 10);
+    if (*end || v < lo || v > hi) return -1;
+    *out = v;
+    return 0;
 }
 
 int main(int argc, char **argv)
 {
-    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-        usage(argc < 2 ? stderr : stdout);
-        return argc < 2 ? 2 : 0;
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
     }
-    if (strcmp(argv[1], "--version") == 0) {
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    if (strcmp(cmd, "--version") == 0) {
         printf("seqeig %s\n", SEQEIG_VERSION);
         return 0;
     }
-    fprintf(stderr, "seqeig: unknown command '%s' (see seqeig --help)\n", argv[1]);
+    if (strcmp(cmd, "train") == 0) return cmd_train(argc - 1, argv + 1);
+    if (strcmp(cmd, "info") == 0) return cmd_info(argc - 1, argv + 1);
+    if (strcmp(cmd, "spectra") == 0) return cmd_spectra(argc - 1, argv + 1);
+    fprintf(stderr, "seqeig: unknown command '%s' (commands: train, info, spectra; see seqeig --help)\n", cmd);
     return 2;
 }

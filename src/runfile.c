@@ -1,0 +1,511 @@
+/* Run file: in-memory record and atomic whole-file writes (runfile.h). */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "runfile.h"
+#include "spectra.h"
+#include "version.h"
+
+#define NB SPECTRA_NBINS
+
+void runfile_init(RunFile *r)
+{
+    memset(r, 0, sizeof *r);
+    snprintf(r->status, sizeof r->status, "running");
+    snprintf(r->method, sizeof r->method, "dsf");
+}
+
+static void spectrum_free(RunSpectrum *s)
+{
+    free(s->eig);
+    free(s->mean);
+    free(s->std);
+    memset(s, 0, sizeof *s);
+}
+
+void runfile_free(RunFile *r)
+{
+    free(r->config_yaml);
+    free(r->eval_step);
+    free(r->eval_train_loss);
+    free(r->eval_test_loss);
+    free(r->eval_test_acc);
+    free(r->eval_lr);
+    free(r->eval_wall);
+    free(r->train_step);
+    free(r->train_loss);
+    free(r->train_lr);
+    free(r->train_grad_norm);
+    free(r->inputs);
+    spectrum_free(&r->init);
+    spectrum_free(&r->final);
+    free(r->hist_step);
+    free(r->hist_mean);
+    free(r->hist_std);
+    memset(r, 0, sizeof *r);
+}
+
+static size_t per_spectrum(const RunFile *r) { return (size_t)r->layers * r->heads * NB; }
+
+static int spectrum_alloc(RunSpectrum *s, size_t n_eig, size_t n_pct)
+{
+    s->eig = calloc(n_eig ? n_eig : 1, sizeof(double));
+    s->mean = calloc(n_pct, sizeof(double));
+    s->std = calloc(n_pct, sizeof(double));
+    return (s->eig && s->mean && s->std) ? 0 : -1;
+}
+
+int runfile_set_spectra_shape(RunFile *r, const char *method, int samples, int layers, int heads, int T,
+                              int L)
+{
+    snprintf(r->method, sizeof r->method, "%s", method);
+    r->samples = samples;
+    r->layers = layers;
+    r->heads = heads;
+    r->T = T;
+    r->L = L;
+    free(r->inputs);
+    spectrum_free(&r->init);
+    spectrum_free(&r->final);
+    r->inputs = calloc((size_t)samples * L + 1, sizeof(int32_t));
+    size_t n_eig = (size_t)samples * layers * heads * T;
+    if (!r->inputs || spectrum_alloc(&r->init, n_eig, per_spectrum(r)) ||
+        spectrum_alloc(&r->final, n_eig, per_spectrum(r)))
+        return -1;
+    return 0;
+}
+
+/* Grow a row array to hold `need` rows of `width` elements of size `sz`. */
+static int grow(void **p, size_t need, size_t width, size_t sz)
+{
+    void *q = realloc(*p, need * width * sz);
+    if (!q) return -1;
+    *p = q;
+    return 0;
+}
+
+int runfile_add_eval(RunFile *r, int64_t step, double train_loss, double test_loss, double test_acc, double lr,
+                     double wall_s, const double *pct_mean, const double *pct_std)
+{
+    if (r->n_eval == r->cap_eval) {
+        size_t cap = r->cap_eval ? 2 * r->cap_eval : 64, w = per_spectrum(r);
+        if (grow((void **)&r->eval_step, cap, 1, sizeof(int64_t)) ||
+            grow((void **)&r->eval_train_loss, cap, 1, sizeof(double)) ||
+            grow((void **)&r->eval_test_loss, cap, 1, sizeof(double)) ||
+            grow((void **)&r->eval_test_acc, cap, 1, sizeof(double)) ||
+            grow((void **)&r->eval_lr, cap, 1, sizeof(double)) ||
+            grow((void **)&r->eval_wall, cap, 1, sizeof(double)) ||
+            grow((void **)&r->hist_step, cap, 1, sizeof(int64_t)) ||
+            grow((void **)&r->hist_mean, cap, w ? w : 1, sizeof(double)) ||
+            grow((void **)&r->hist_std, cap, w ? w : 1, sizeof(double)))
+            return -1;
+        r->cap_eval = r->cap_hist = cap;
+    }
+    size_t i = r->n_eval, w = per_spectrum(r);
+    r->eval_step[i] = step;
+    r->eval_train_loss[i] = train_loss;
+    r->eval_test_loss[i] = test_loss;
+    r->eval_test_acc[i] = test_acc;
+    r->eval_lr[i] = lr;
+    r->eval_wall[i] = wall_s;
+    r->hist_step[i] = step;
+    if (w) {
+        memcpy(r->hist_mean + i * w, pct_mean, w * sizeof(double));
+        memcpy(r->hist_std + i * w, pct_std, w * sizeof(double));
+    }
+    r->n_eval = r->n_hist = i + 1;
+    return 0;
+}
+
+int runfile_add_train(RunFile *r, int64_t step, double loss, double lr, double grad_norm)
+{
+    if (r->n_train == r->cap_train) {
+        size_t cap = r->cap_train ? 2 * r->cap_train : 256;
+        if (grow((void **)&r->train_step, cap, 1, sizeof(int64_t)) ||
+            grow((void **)&r->train_loss, cap, 1, sizeof(double)) ||
+            grow((void **)&r->train_lr, cap, 1, sizeof(double)) ||
+            grow((void **)&r->train_grad_norm, cap, 1, sizeof(double)))
+            return -1;
+        r->cap_train = cap;
+    }
+    size_t i = r->n_train++;
+    r->train_step[i] = step;
+    r->train_loss[i] = loss;
+    r->train_lr[i] = lr;
+    r->train_grad_norm[i] = grad_norm;
+    return 0;
+}
+
+void runfile_utc_now(char *buf, size_t n)
+{
+    time_t t = time(NULL);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(buf, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* ------------------------------------------------------------ writing */
+
+#define TRY(x)                 \
+    do {                       \
+        if ((x) != 0) goto fail; \
+    } while (0)
+
+static int write_config(hid_t f, const RunFile *r, char *e)
+{
+    if (h5u_group(f, "/config", e)) return -1;
+    if (r->config) {
+        for (int i = 0; i < config_count(r->config); i++) {
+            ConfigItem it = config_item(r->config, i);
+            if (it.ignored) continue;
+            int rc = 0;
+            switch (it.type) {
+            case CONFIG_INT: rc = h5u_attr_i64(f, "/config", it.key, it.value->i, e); break;
+            case CONFIG_DOUBLE: rc = h5u_attr_f64(f, "/config", it.key, it.value->d, e); break;
+            case CONFIG_BOOL: rc = h5u_attr_i8(f, "/config", it.key, it.value->b ? 1 : 0, e); break;
+            default: rc = h5u_attr_string(f, "/config", it.key, it.value->s ? it.value->s : "", e); break;
+            }
+            if (rc) return -1;
+        }
+    }
+    return h5u_write_string(f, "/config/yaml", r->config_yaml ? r->config_yaml : "", e);
+}
+
+static int write_spectrum(hid_t f, const RunFile *r, const char *when, const RunSpectrum *s, char *e)
+{
+    char name[64];
+    size_t de[4] = {(size_t)r->samples, (size_t)r->layers, (size_t)r->heads, (size_t)r->T};
+    size_t dp[3] = {(size_t)r->layers, (size_t)r->heads, NB};
+    snprintf(name, sizeof name, "/spectra/%s/eig", when);
+    if (h5u_write_f64(f, name, 4, de, s->eig, e)) return -1;
+    snprintf(name, sizeof name, "/spectra/%s/percent_mean", when);
+    if (h5u_write_f64(f, name, 3, dp, s->mean, e)) return -1;
+    snprintf(name, sizeof name, "/spectra/%s/percent_std", when);
+    return h5u_write_f64(f, name, 3, dp, s->std, e);
+}
+
+static int write_spectra(hid_t f, const RunFile *r, char *e)
+{
+    if (h5u_group(f, "/spectra", e)) return -1;
+    if (h5u_attr_string(f, "/spectra", "method", r->method, e) ||
+        h5u_attr_i64(f, "/spectra", "samples", r->samples, e) ||
+        h5u_attr_i64(f, "/spectra", "layers", r->layers, e) ||
+        h5u_attr_i64(f, "/spectra", "heads", r->heads, e) || h5u_attr_i64(f, "/spectra", "steps", r->T, e))
+        return -1;
+    size_t nt = SPECTRA_NTHRESH;
+    if (h5u_write_f64(f, "/spectra/thresholds", 1, &nt, spectra_thresholds, e)) return -1;
+    size_t di[2] = {(size_t)r->samples, (size_t)r->L};
+    if (r->samples > 0 && h5u_write_i32(f, "/spectra/inputs", 2, di, r->inputs, e)) return -1;
+    if (r->init.present && write_spectrum(f, r, "init", &r->init, e)) return -1;
+    if (r->final.present && write_spectrum(f, r, "final", &r->final, e)) return -1;
+    size_t dh[4] = {r->n_hist, (size_t)r->layers, (size_t)r->heads, NB};
+    if (h5u_write_series_i64(f, "/spectra/history/step", r->n_hist, r->hist_step, e) ||
+        h5u_write_f64(f, "/spectra/history/percent_mean", 4, dh, r->hist_mean, e) ||
+        h5u_write_f64(f, "/spectra/history/percent_std", 4, dh, r->hist_std, e))
+        return -1;
+    return 0;
+}
+
+static int write_checkpoint(hid_t f, const RunFile *r, const ParamSet *ps, const float *m, const float *v,
+                            char *e)
+{
+    if (h5u_group(f, "/checkpoint/params", e)) return -1;
+    if (h5u_attr_i64(f, "/checkpoint", "step", r->step, e) ||
+        h5u_attr_f64(f, "/checkpoint", "loss_sum", r->loss_sum, e) ||
+        h5u_attr_i64(f, "/checkpoint", "loss_count", r->loss_count, e))
+        return -1;
+    char name[PARAM_NAME_MAX + 64];
+    for (int i = 0; i < ps->n; i++) {
+        const Param *p = ps->items[i];
+        size_t dims[4];
+        for (int k = 0; k < p->t.ndim; k++) dims[k] = (size_t)p->t.shape[k];
+        snprintf(name, sizeof name, "/checkpoint/params/%s", p->name);
+        if (h5u_write_f32(f, name, p->t.ndim, dims, ps->data + p->offset, e)) return -1;
+        if (!m || !v) continue;
+        snprintf(name, sizeof name, "/checkpoint/optimizer/exp_avg/%s", p->name);
+        if (h5u_write_f32(f, name, p->t.ndim, dims, m + p->offset, e)) return -1;
+        snprintf(name, sizeof name, "/checkpoint/optimizer/exp_avg_sq/%s", p->name);
+        if (h5u_write_f32(f, name, p->t.ndim, dims, v + p->offset, e)) return -1;
+    }
+    if (m && v && h5u_attr_i64(f, "/checkpoint/optimizer", "step", r->opt_step, e)) return -1;
+    return 0;
+}
+
+static int write_all(hid_t f, const RunFile *r, const ParamSet *ps, const float *m, const float *v, char *e)
+{
+    const char *root = "/";
+    if (h5u_attr_string(f, root, "format", RUNFILE_FORMAT, e) ||
+        h5u_attr_i64(f, root, "format_version", RUNFILE_FORMAT_VERSION, e) ||
+        h5u_attr_string(f, root, "seqeig_version", SEQEIG_VERSION, e) ||
+        h5u_attr_string(f, root, "task", r->task, e) || h5u_attr_string(f, root, "model", r->model, e) ||
+        h5u_attr_i64(f, root, "seed", r->seed, e) || h5u_attr_string(f, root, "status", r->status, e) ||
+        h5u_attr_string(f, root, "created", r->created, e) ||
+        h5u_attr_string(f, root, "updated", r->updated, e) || h5u_attr_i64(f, root, "threads", r->threads, e) ||
+        h5u_attr_i64(f, root, "step", r->step, e) || h5u_attr_i64(f, root, "total_steps", r->total_steps, e) ||
+        h5u_attr_f64(f, root, "wall_s", r->wall_s, e))
+        return -1;
+    if (strcmp(r->status, "failed") == 0 && h5u_attr_string(f, root, "error", r->error, e)) return -1;
+    if (write_config(f, r, e)) return -1;
+    if (h5u_write_series_i64(f, "/metrics/eval/step", r->n_eval, r->eval_step, e) ||
+        h5u_write_series_f64(f, "/metrics/eval/train_loss", r->n_eval, r->eval_train_loss, e) ||
+        h5u_write_series_f64(f, "/metrics/eval/test_loss", r->n_eval, r->eval_test_loss, e) ||
+        h5u_write_series_f64(f, "/metrics/eval/test_acc", r->n_eval, r->eval_test_acc, e) ||
+        h5u_write_series_f64(f, "/metrics/eval/lr", r->n_eval, r->eval_lr, e) ||
+        h5u_write_series_f64(f, "/metrics/eval/wall_s", r->n_eval, r->eval_wall, e))
+        return -1;
+    if (h5u_write_series_i64(f, "/metrics/train/step", r->n_train, r->train_step, e) ||
+        h5u_write_series_f64(f, "/metrics/train/loss", r->n_train, r->train_loss, e) ||
+        h5u_write_series_f64(f, "/metrics/train/lr", r->n_train, r->train_lr, e) ||
+        h5u_write_series_f64(f, "/metrics/train/grad_norm", r->n_train, r->train_grad_norm, e))
+        return -1;
+    if (write_spectra(f, r, e)) return -1;
+    if (ps && write_checkpoint(f, r, ps, m, v, e)) return -1;
+    return 0;
+}
+
+int runfile_save(RunFile *r, const char *path, const ParamSet *ps, const float *m, const float *v, char *err,
+                 size_t errlen)
+{
+    char tmp[4096], e[H5U_ERR_LEN] = "";
+    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) {
+        snprintf(err, errlen, "%s: path too long", path);
+        return -1;
+    }
+    runfile_utc_now(r->updated, sizeof r->updated);
+    hid_t f = h5u_create(tmp, e);
+    if (f < 0) {
+        snprintf(err, errlen, "%s: cannot create (%s)", tmp, strerror(errno));
+        return -1;
+    }
+    int rc = write_all(f, r, ps, m, v, e);
+    if (H5Fclose(f) < 0 && rc == 0) {
+        snprintf(e, sizeof e, "closing failed");
+        rc = -1;
+    }
+    if (rc == 0) {
+        /* Data on disk before the rename makes it visible. */
+        int fd = open(tmp, O_RDONLY);
+        if (fd < 0 || fsync(fd) != 0) rc = -1, snprintf(e, sizeof e, "fsync: %s", strerror(errno));
+        if (fd >= 0) close(fd);
+    }
+    if (rc == 0 && rename(tmp, path) != 0) rc = -1, snprintf(e, sizeof e, "rename: %s", strerror(errno));
+    if (rc) {
+        unlink(tmp);
+        snprintf(err, errlen, "%s: cannot write run file: %s", path, e);
+    }
+    return rc;
+}
+
+int runfile_save_spectra(RunFile *r, const char *path, const char *source, char *err, size_t errlen)
+{
+    char e[H5U_ERR_LEN] = "";
+    hid_t f = h5u_create(path, e);
+    if (f < 0) {
+        snprintf(err, errlen, "%s: cannot create (%s)", path, strerror(errno));
+        return -1;
+    }
+    int rc = h5u_attr_string(f, "/", "format", RUNFILE_SPECTRA_FORMAT, e) ||
+             h5u_attr_i64(f, "/", "format_version", RUNFILE_FORMAT_VERSION, e) ||
+             h5u_attr_string(f, "/", "seqeig_version", SEQEIG_VERSION, e) ||
+             h5u_attr_string(f, "/", "source", source, e) || h5u_attr_string(f, "/", "task", r->task, e) ||
+             h5u_attr_string(f, "/", "model", r->model, e) || h5u_attr_i64(f, "/", "seed", r->seed, e) ||
+             h5u_attr_i64(f, "/", "step", r->step, e) || write_spectra(f, r, e);
+    if (H5Fclose(f) < 0) rc = -1;
+    if (rc) {
+        unlink(path);
+        snprintf(err, errlen, "%s: cannot write: %s", path, e);
+    }
+    return rc ? -1 : 0;
+}
+
+/* ------------------------------------------------------------ reading */
+
+static int read_series_i64(hid_t f, const char *name, int64_t **out, size_t *n, char *e)
+{
+    int nd;
+    size_t dims[4];
+    if (h5u_shape(f, name, 1, &nd, dims, e)) return -1;
+    *n = dims[0];
+    *out = malloc((dims[0] ? dims[0] : 1) * sizeof(int64_t));
+    if (!*out) return -1;
+    return dims[0] ? h5u_read_i64(f, name, *out, dims[0], e) : 0;
+}
+
+static int read_series_f64(hid_t f, const char *name, double **out, size_t n, char *e)
+{
+    *out = malloc((n ? n : 1) * sizeof(double));
+    if (!*out) return -1;
+    return n ? h5u_read_f64(f, name, *out, n, e) : 0;
+}
+
+static int read_root(hid_t f, RunFile *r, char *e)
+{
+    char fmt[32];
+    if (h5u_get_attr_string(f, "/", "format", fmt, sizeof fmt, e) || strcmp(fmt, RUNFILE_FORMAT) != 0) {
+        snprintf(e, H5U_ERR_LEN, "not a seqeig run file (no format = \"%s\" attribute)", RUNFILE_FORMAT);
+        return -1;
+    }
+    int64_t fv = 0;
+    if (h5u_get_attr_i64(f, "/", "format_version", &fv, e)) return -1;
+    if (fv != RUNFILE_FORMAT_VERSION) {
+        snprintf(e, H5U_ERR_LEN, "run file format_version %lld, this seqeig reads %d", (long long)fv,
+                 RUNFILE_FORMAT_VERSION);
+        return -1;
+    }
+    if (h5u_get_attr_string(f, "/", "seqeig_version", r->version, sizeof r->version, e) ||
+        h5u_get_attr_string(f, "/", "task", r->task, sizeof r->task, e) ||
+        h5u_get_attr_string(f, "/", "model", r->model, sizeof r->model, e) ||
+        h5u_get_attr_string(f, "/", "status", r->status, sizeof r->status, e) ||
+        h5u_get_attr_string(f, "/", "created", r->created, sizeof r->created, e) ||
+        h5u_get_attr_string(f, "/", "updated", r->updated, sizeof r->updated, e) ||
+        h5u_get_attr_i64(f, "/", "seed", &r->seed, e) || h5u_get_attr_i64(f, "/", "threads", &r->threads, e) ||
+        h5u_get_attr_i64(f, "/", "step", &r->step, e) ||
+        h5u_get_attr_i64(f, "/", "total_steps", &r->total_steps, e) ||
+        h5u_get_attr_f64(f, "/", "wall_s", &r->wall_s, e))
+        return -1;
+    if (h5u_attr_exists(f, "/", "error")) h5u_get_attr_string(f, "/", "error", r->error, sizeof r->error, e);
+    return 0;
+}
+
+static int read_spectrum(hid_t f, RunFile *r, const char *when, RunSpectrum *s, char *e)
+{
+    char name[64];
+    snprintf(name, sizeof name, "/spectra/%s/eig", when);
+    if (!h5u_exists(f, name)) return 0;
+    size_t n_eig = (size_t)r->samples * r->layers * r->heads * r->T;
+    if (h5u_read_f64(f, name, s->eig, n_eig, e)) return -1;
+    snprintf(name, sizeof name, "/spectra/%s/percent_mean", when);
+    if (h5u_read_f64(f, name, s->mean, per_spectrum(r), e)) return -1;
+    snprintf(name, sizeof name, "/spectra/%s/percent_std", when);
+    if (h5u_read_f64(f, name, s->std, per_spectrum(r), e)) return -1;
+    s->present = true;
+    return 0;
+}
+
+static int read_spectra(hid_t f, RunFile *r, char *e)
+{
+    int64_t S, Ly, H, T;
+    char method[8];
+    if (h5u_get_attr_string(f, "/spectra", "method", method, sizeof method, e) ||
+        h5u_get_attr_i64(f, "/spectra", "samples", &S, e) || h5u_get_attr_i64(f, "/spectra", "layers", &Ly, e) ||
+        h5u_get_attr_i64(f, "/spectra", "heads", &H, e) || h5u_get_attr_i64(f, "/spectra", "steps", &T, e))
+        return -1;
+    int L = 0, nd;
+    size_t dims[4];
+    if (S > 0) {
+        if (h5u_shape(f, "/spectra/inputs", 2, &nd, dims, e)) return -1;
+        L = (int)dims[1];
+    }
+    if (runfile_set_spectra_shape(r, method, (int)S, (int)Ly, (int)H, (int)T, L)) return -1;
+    if (S > 0 && h5u_read_i32(f, "/spectra/inputs", r->inputs, (size_t)S * L, e)) return -1;
+    if (read_spectrum(f, r, "init", &r->init, e) || read_spectrum(f, r, "final", &r->final, e)) return -1;
+    if (read_series_i64(f, "/spectra/history/step", &r->hist_step, &r->n_hist, e)) return -1;
+    size_t w = per_spectrum(r);
+    r->hist_mean = malloc((r->n_hist * w + 1) * sizeof(double));
+    r->hist_std = malloc((r->n_hist * w + 1) * sizeof(double));
+    if (!r->hist_mean || !r->hist_std) return -1;
+    if (r->n_hist && (h5u_read_f64(f, "/spectra/history/percent_mean", r->hist_mean, r->n_hist * w, e) ||
+                      h5u_read_f64(f, "/spectra/history/percent_std", r->hist_std, r->n_hist * w, e)))
+        return -1;
+    return 0;
+}
+
+static int read_checkpoint(hid_t f, RunFile *r, ParamSet *ps, float *m, float *v, char *e)
+{
+    if (h5u_get_attr_i64(f, "/checkpoint", "step", &r->step, e) ||
+        h5u_get_attr_f64(f, "/checkpoint", "loss_sum", &r->loss_sum, e) ||
+        h5u_get_attr_i64(f, "/checkpoint", "loss_count", &r->loss_count, e))
+        return -1;
+    char name[PARAM_NAME_MAX + 64];
+    for (int i = 0; i < ps->n; i++) {
+        const Param *p = ps->items[i];
+        size_t dims[4];
+        int nd;
+        snprintf(name, sizeof name, "/checkpoint/params/%s", p->name);
+        if (h5u_shape(f, name, 4, &nd, dims, e)) return -1;
+        bool same = nd == p->t.ndim;
+        for (int k = 0; same && k < nd; k++) same = dims[k] == (size_t)p->t.shape[k];
+        if (!same) {
+            snprintf(e, H5U_ERR_LEN, "checkpoint parameter '%s' has another shape than the model's", p->name);
+            return -1;
+        }
+        if (h5u_read_f32(f, name, ps->data + p->offset, (size_t)p->t.numel, e)) return -1;
+        if (!m || !v) continue;
+        snprintf(name, sizeof name, "/checkpoint/optimizer/exp_avg/%s", p->name);
+        if (h5u_read_f32(f, name, m + p->offset, (size_t)p->t.numel, e)) return -1;
+        snprintf(name, sizeof name, "/checkpoint/optimizer/exp_avg_sq/%s", p->name);
+        if (h5u_read_f32(f, name, v + p->offset, (size_t)p->t.numel, e)) return -1;
+    }
+    if (m && v && h5u_get_attr_i64(f, "/checkpoint/optimizer", "step", &r->opt_step, e)) return -1;
+    return 0;
+}
+
+static hid_t open_run(const char *path, char *err, size_t errlen)
+{
+    if (access(path, R_OK) != 0) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return H5I_INVALID_HID;
+    }
+    h5u_quiet();
+    if (H5Fis_hdf5(path) <= 0) {
+        snprintf(err, errlen, "%s: not an HDF5 file (or truncated)", path);
+        return H5I_INVALID_HID;
+    }
+    char e[H5U_ERR_LEN];
+    hid_t f = h5u_open(path, 0, e);
+    if (f < 0) snprintf(err, errlen, "%s: %s", path, e);
+    return f;
+}
+
+int runfile_peek(RunFile *r, const char *path, char *err, size_t errlen)
+{
+    runfile_init(r);
+    hid_t f = open_run(path, err, errlen);
+    if (f < 0) return -1;
+    char e[H5U_ERR_LEN] = "";
+    int rc = read_root(f, r, e);
+    H5Fclose(f);
+    if (rc) snprintf(err, errlen, "%s: %s", path, e);
+    return rc;
+}
+
+int runfile_load(RunFile *r, const char *path, ParamSet *ps, float *m, float *v, char *err, size_t errlen)
+{
+    runfile_init(r);
+    hid_t f = open_run(path, err, errlen);
+    if (f < 0) return -1;
+    char e[H5U_ERR_LEN] = "";
+    size_t n = 0;
+    TRY(read_root(f, r, e));
+    TRY(h5u_read_string(f, "/config/yaml", &r->config_yaml, e));
+    TRY(read_series_i64(f, "/metrics/eval/step", &r->eval_step, &r->n_eval, e));
+    TRY(read_series_f64(f, "/metrics/eval/train_loss", &r->eval_train_loss, r->n_eval, e));
+    TRY(read_series_f64(f, "/metrics/eval/test_loss", &r->eval_test_loss, r->n_eval, e));
+    TRY(read_series_f64(f, "/metrics/eval/test_acc", &r->eval_test_acc, r->n_eval, e));
+    TRY(read_series_f64(f, "/metrics/eval/lr", &r->eval_lr, r->n_eval, e));
+    TRY(read_series_f64(f, "/metrics/eval/wall_s", &r->eval_wall, r->n_eval, e));
+    r->cap_eval = r->n_eval;
+    TRY(read_series_i64(f, "/metrics/train/step", &r->train_step, &n, e));
+    r->n_train = r->cap_train = n;
+    TRY(read_series_f64(f, "/metrics/train/loss", &r->train_loss, n, e));
+    TRY(read_series_f64(f, "/metrics/train/lr", &r->train_lr, n, e));
+    TRY(read_series_f64(f, "/metrics/train/grad_norm", &r->train_grad_norm, n, e));
+    TRY(read_spectra(f, r, e));
+    r->cap_hist = r->n_hist;
+    if (r->n_hist != r->n_eval) {
+        snprintf(e, sizeof e, "spectra/history has %zu rows but metrics/eval %zu", r->n_hist, r->n_eval);
+        goto fail;
+    }
+    if (ps) TRY(read_checkpoint(f, r, ps, m, v, e));
+    H5Fclose(f);
+    return 0;
+fail:
+    H5Fclose(f);
+    snprintf(err, errlen, "%s: %s", path, e[0] ? e : "out of memory");
+    return -1;
+}

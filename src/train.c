@@ -1,0 +1,558 @@
+/* The trainer (train.h). */
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../models/model.h"
+#include "../models/model_keys.h"
+#include "../optim/adamw.h"
+#include "../optim/clip.h"
+#include "../optim/schedule.h"
+#include "../tasks/task.h"
+#include "graph.h"
+#include "ops.h"
+#include "rng.h"
+#include "runfile.h"
+#include "spectra.h"
+#include "train.h"
+
+static const char *const SPECTRA_METHODS[] = {"dsf", NULL};
+
+void train_keys_register(ConfigSchema *s)
+{
+    config_schema_add_int(s, "train.seed", 1919, 0);
+    config_schema_add_int(s, "train.total_steps", 40000, 0);
+    config_schema_add_int(s, "train.batch_size", 64, 0);
+    config_schema_add_double(s, "train.lr", 1e-3, 0);
+    config_schema_add_double(s, "train.wd", 0.1, 0);
+    config_schema_add_double(s, "train.beta1", 0.9, 0);
+    config_schema_add_double(s, "train.beta2", 0.999, 0);
+    config_schema_add_double(s, "train.eps", 1e-8, 0);
+    config_schema_add_double(s, "train.clip_grad_norm", 1.0, 0);
+    config_schema_add_int(s, "train.eval_every", 200, 0);
+    config_schema_add_int(s, "train.eval_batch_size", 256, 0);
+    config_schema_add_int(s, "train.log_every", 10, 0);
+    config_schema_add_double(s, "train.stop_criterion", 1.0, 0);
+    config_schema_add_bool(s, "train.cosine_anneal", false, 0);
+    config_schema_add_int(s, "train.warmup_steps", -1, 0);
+    config_schema_add_int(s, "train.warmup", 0, 0);
+    config_schema_add_double(s, "train.eta_min", LR_ETA_MIN_DEFAULT, 0);
+    config_schema_add_str(s, "train.param_group", "", CONFIG_IGNORED);
+    config_schema_add_enum(s, "spectra.method", "dsf", SPECTRA_METHODS, 0);
+    config_schema_add_int(s, "spectra.analysis_batch", 64, 0);
+    config_schema_alias_top(s, "seed", "train.seed");
+    config_schema_ignore_top(s, "save");
+    config_schema_ignore_top(s, "wandb");
+}
+
+void run_schema_build(ConfigSchema *s)
+{
+    config_schema_init(s);
+    task_keys_register(s);
+    train_keys_register(s);
+    model_keys_register(s);
+}
+
+/* ------------------------------------------------------------ signals */
+
+static volatile sig_atomic_t g_interrupted;
+
+static void on_signal(int sig)
+{
+    g_interrupted = sig;
+    signal(sig, SIG_DFL); /* a second one kills at once */
+}
+
+/* ------------------------------------------------------------ setup */
+
+typedef struct Trainer {
+    const Config *c;
+    const TrainOptions *o;
+    Model model;
+    bool model_ok;
+    Task *task;
+    Graph g;
+    bool graph_ok;
+    AdamW opt;
+    bool opt_ok;
+    LrSchedule sched;
+    TaskBatch batch, ebatch, abatch;
+    RunFile rf;
+    int B, eval_B, S;
+    int64_t total, eval_every, log_every;
+    double stop, clip;
+    uint64_t seed;
+    double *eig, *pct, *pmean, *pstd;
+    double wall0;        /* wall_s carried from earlier sessions */
+    struct timespec t0;  /* start of this session's training */
+    bool tty;
+    double last_progress;
+} Trainer;
+
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static double wall_now(Trainer *t)
+{
+    return t->wall0 + now_s() - ((double)t->t0.tv_sec + 1e-9 * (double)t->t0.tv_nsec);
+}
+
+#define USAGE_FAIL(...)                            \
+    do {                                           \
+        fprintf(stderr, "seqeig: " __VA_ARGS__);   \
+        fputc('\n', stderr);                       \
+        return EXIT_USAGE;                         \
+    } while (0)
+
+static int positive_key(const Config *c, const char *key)
+{
+    char where[300];
+    if (config_int(c, key) > 0) return 0;
+    fprintf(stderr, "seqeig: %s: %s = %d: must be > 0\n", config_where(c, key, where, sizeof where), key,
+            config_int(c, key));
+    return -1;
+}
+
+static int setup(Trainer *t)
+{
+    const Config *c = t->c;
+    char err[600], where[300];
+    ModelConfig mc;
+    if (model_keys_to_config(c, &mc, err, sizeof err)) USAGE_FAIL("%s: %s", c->path ? c->path : "config", err);
+    if (positive_key(c, "train.total_steps") || positive_key(c, "train.batch_size") ||
+        positive_key(c, "train.eval_every") || positive_key(c, "train.eval_batch_size") ||
+        positive_key(c, "train.log_every") || positive_key(c, "spectra.analysis_batch"))
+        return EXIT_USAGE;
+    if (config_int(c, "train.seed") < 0)
+        USAGE_FAIL("%s: train.seed = %d: must be >= 0", config_where(c, "train.seed", where, sizeof where),
+                   config_int(c, "train.seed"));
+    t->seed = (uint64_t)config_int(c, "train.seed");
+    t->B = config_int(c, "train.batch_size");
+    t->eval_B = config_int(c, "train.eval_batch_size");
+    t->total = config_int(c, "train.total_steps");
+    t->eval_every = config_int(c, "train.eval_every");
+    t->log_every = config_int(c, "train.log_every");
+    t->stop = config_double(c, "train.stop_criterion");
+    t->clip = config_double(c, "train.clip_grad_norm");
+    if (!(t->clip >= 0.0))
+        USAGE_FAIL("%s: train.clip_grad_norm = %g: must be >= 0 (0 = no clipping)",
+                   config_where(c, "train.clip_grad_norm", where, sizeof where), t->clip);
+
+    /* Schedule (SPEC 5, STUDY 5.1): the reference step trainer runs its
+     * warmup x cosine scheduler only when `warmup_steps` is given; without
+     * it (the MQAR attention configs say `warmup:`) the rate is constant. */
+    int ws = config_int(c, "train.warmup_steps");
+    if (ws < 0) {
+        t->sched = lr_schedule_constant(config_double(c, "train.lr"));
+    } else {
+        t->sched = (LrSchedule){.lr = config_double(c, "train.lr"),
+                                .warmup = ws,
+                                .cosine = config_bool(c, "train.cosine_anneal"),
+                                .total = t->total,
+                                .eta_min = config_double(c, "train.eta_min"),
+                                .unit = LR_PER_STEP};
+    }
+    if (lr_schedule_check(&t->sched, err, sizeof err)) USAGE_FAIL("train: %s", err);
+    AdamWConfig ac = {.beta1 = config_double(c, "train.beta1"),
+                      .beta2 = config_double(c, "train.beta2"),
+                      .eps = config_double(c, "train.eps"),
+                      .weight_decay = config_double(c, "train.wd")};
+    if (!(ac.beta1 >= 0 && ac.beta1 < 1) || !(ac.beta2 >= 0 && ac.beta2 < 1) || !(ac.eps > 0) ||
+        !(ac.weight_decay >= 0))
+        USAGE_FAIL("train: AdamW needs 0 <= beta1, beta2 < 1, eps > 0, wd >= 0 (got %g, %g, %g, %g)", ac.beta1,
+                   ac.beta2, ac.eps, ac.weight_decay);
+
+    t->task = task_create(c, t->seed, err, sizeof err);
+    if (!t->task) USAGE_FAIL("%s: %s", c->path ? c->path : "config", err);
+    if (mc.vocab_size < t->task->vocab)
+        USAGE_FAIL("model.vocab_size = %d is smaller than the task's vocabulary (%d tokens)", mc.vocab_size,
+                   t->task->vocab);
+    if (mc.output_dim < t->task->num_outputs)
+        USAGE_FAIL("model.output_dim = %d is smaller than the task's %d output classes", mc.output_dim,
+                   t->task->num_outputs);
+    if ((mc.head == HEAD_CLASSIFIER) != t->task->classification)
+        USAGE_FAIL("model.classifier = %s does not fit task '%s' (%s)", mc.head == HEAD_CLASSIFIER ? "true" : "false",
+                   t->task->name, t->task->classification ? "one label per sequence" : "labels per position");
+    if (model_create(&t->model, &mc, err, sizeof err)) USAGE_FAIL("model: %s", err);
+    t->model_ok = true;
+    if (model_check_length(&t->model, t->task->seq_len, err, sizeof err))
+        USAGE_FAIL("model: %s (dataset sequences have length %d)", err, t->task->seq_len);
+    model_init(&t->model, t->seed);
+    if (adamw_init_params(&t->opt, &t->model.params, ac)) return EXIT_RUNTIME;
+    t->opt_ok = true;
+    if (graph_init(&t->g, (size_t)64 << 20, rng_derive_key(t->seed, RNG_DROPOUT, 0))) return EXIT_RUNTIME;
+    t->graph_ok = true;
+
+    const int L = t->task->seq_len;
+    t->S = config_int(c, "spectra.analysis_batch");
+    if (t->S > t->task->n_test) t->S = t->task->n_test;
+    if (task_batch_alloc(&t->batch, t->B, L) || task_batch_alloc(&t->ebatch, t->eval_B, L) ||
+        task_batch_alloc(&t->abatch, t->S, L))
+        return EXIT_RUNTIME;
+    t->task->test_batch(t->task, 0, t->S, &t->abatch);
+    const int Ly = mc.num_layers, H = mc.num_heads, T = model_spectra_T(&t->model, L);
+    size_t n_eig = (size_t)t->S * Ly * H * T, n_pct = (size_t)Ly * H * SPECTRA_NBINS;
+    t->eig = malloc(n_eig * sizeof(double));
+    t->pct = malloc(n_pct * (size_t)t->S * sizeof(double));
+    t->pmean = malloc(n_pct * sizeof(double));
+    t->pstd = malloc(n_pct * sizeof(double));
+    if (!t->eig || !t->pct || !t->pmean || !t->pstd) return EXIT_RUNTIME;
+
+    runfile_init(&t->rf);
+    if (runfile_set_spectra_shape(&t->rf, config_str(c, "spectra.method"), t->S, Ly, H, T, L))
+        return EXIT_RUNTIME;
+    memcpy(t->rf.inputs, t->abatch.tokens, (size_t)t->S * L * sizeof(int32_t));
+    snprintf(t->rf.task, sizeof t->rf.task, "%s", t->task->name);
+    snprintf(t->rf.model, sizeof t->rf.model, "%s", model_kind_name(mc.kind));
+    t->rf.seed = (int64_t)t->seed;
+    t->rf.threads = t->o->threads;
+    t->rf.total_steps = t->total;
+    t->rf.config = c;
+    t->rf.config_yaml = config_to_yaml(c);
+    return t->rf.config_yaml ? EXIT_OK : EXIT_RUNTIME;
+}
+
+static void teardown(Trainer *t)
+{
+    free(t->eig);
+    free(t->pct);
+    free(t->pmean);
+    free(t->pstd);
+    runfile_free(&t->rf);
+    task_batch_free(&t->batch);
+    task_batch_free(&t->ebatch);
+    task_batch_free(&t->abatch);
+    if (t->graph_ok) graph_free(&t->g);
+    if (t->opt_ok) adamw_free(&t->opt);
+    if (t->model_ok) model_free(&t->model);
+    task_free(t->task);
+}
+
+/* ------------------------------------------------------------ pieces of a step */
+
+static ModelBatch model_batch(const TaskBatch *b)
+{
+    return (ModelBatch){.B = b->B, .L = b->L, .tokens = b->tokens, .mask = b->mask,
+                        .rows = b->rows, .n_rows = b->n_rows};
+}
+
+/* Eigenvalues of the analysis batch into t->eig, percentages into
+ * t->pmean / t->pstd.  `init` selects the reference's init-time setting
+ * where a method has one.  Returns -1 if an eigenvalue is NaN (a bug). */
+static int compute_spectra(Trainer *t, bool init)
+{
+    ModelBatch mb = model_batch(&t->abatch);
+    model_spectra(&t->model, &t->g, &mb, (SpectraMethod)spectra_method_parse(t->rf.method), init, t->eig);
+    const int Ly = t->rf.layers, H = t->rf.heads, T = t->rf.T;
+    size_t n = (size_t)t->S * Ly * H * T;
+    long bad = spectra_find_nan(t->eig, n);
+    if (bad >= 0) {
+        fprintf(stderr, "seqeig: internal error: NaN eigenvalue (flat index %ld of the spectra)\n", bad);
+        return -1;
+    }
+    spectra_percent(t->eig, t->S, Ly, H, T, t->pct);
+    spectra_percent_stats(t->pct, t->S, Ly, H, t->pmean, t->pstd);
+    return 0;
+}
+
+static void store_spectrum(Trainer *t, RunSpectrum *s)
+{
+    size_t n = (size_t)t->S * t->rf.layers * t->rf.heads * t->rf.T;
+    size_t np = (size_t)t->rf.layers * t->rf.heads * SPECTRA_NBINS;
+    memcpy(s->eig, t->eig, n * sizeof(double));
+    memcpy(s->mean, t->pmean, np * sizeof(double));
+    memcpy(s->std, t->pstd, np * sizeof(double));
+    s->present = true;
+}
+
+/* Full test set: mean loss over labelled positions and accuracy. */
+static void evaluate(Trainer *t, double *loss, double *acc)
+{
+    double loss_sum = 0.0;
+    long n_valid = 0, n_correct = 0;
+    for (int first = 0; first < t->task->n_test; first += t->eval_B) {
+        int n = t->task->n_test - first < t->eval_B ? t->task->n_test - first : t->eval_B;
+        t->task->test_batch(t->task, first, n, &t->ebatch);
+        graph_begin(&t->g, 0, false, false);
+        ModelBatch mb = model_batch(&t->ebatch);
+        Tensor *logits = model_forward(&t->model, &t->g, &mb, NULL);
+        XentStats st;
+        op_cross_entropy(&t->g, logits, t->ebatch.targets, &st);
+        loss_sum += st.loss_sum;
+        n_valid += st.n_valid;
+        n_correct += st.n_correct;
+    }
+    *loss = n_valid ? loss_sum / (double)n_valid : 0.0;
+    *acc = n_valid ? (double)n_correct / (double)n_valid : 0.0;
+}
+
+static int save(Trainer *t)
+{
+    char err[1200];
+    t->rf.wall_s = wall_now(t);
+    t->rf.opt_step = t->opt.t;
+    if (runfile_save(&t->rf, t->o->out, &t->model.params, t->opt.m, t->opt.v, err, sizeof err)) {
+        fprintf(stderr, "seqeig: %s\n", err);
+        return -1;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------ progress */
+
+static void fmt_duration(double s, char *buf, size_t n)
+{
+    if (!(s >= 0) || s > 360000) {
+        snprintf(buf, n, "--:--");
+        return;
+    }
+    long v = (long)(s + 0.5);
+    if (v >= 3600) snprintf(buf, n, "%ld:%02ld:%02ld", v / 3600, v / 60 % 60, v % 60);
+    else snprintf(buf, n, "%ld:%02ld", v / 60, v % 60);
+}
+
+static void progress(Trainer *t, int64_t done, int64_t done0, double loss, bool eval_line)
+{
+    if (t->o->quiet) return;
+    double el = wall_now(t) - t->wall0;
+    double rate = el > 0 ? (double)(done - done0) / el : 0.0;
+    char eta[32];
+    fmt_duration(rate > 0 ? (double)(t->total - done) / rate : -1, eta, sizeof eta);
+    double acc = t->rf.n_eval ? t->rf.eval_test_acc[t->rf.n_eval - 1] : NAN;
+    long long acc_step = t->rf.n_eval ? (long long)t->rf.eval_step[t->rf.n_eval - 1] : 0;
+    if (t->tty) {
+        double nw = now_s();
+        if (!eval_line && nw - t->last_progress < 0.25) return;
+        t->last_progress = nw;
+        fprintf(stderr, "\r\033[K%s %s seed %llu  step %lld/%lld  loss %.4f", t->rf.model, t->rf.task,
+                (unsigned long long)t->seed, (long long)done, (long long)t->total, loss);
+        if (t->rf.n_eval) fprintf(stderr, "  acc %.4f@%lld", acc, acc_step);
+        fprintf(stderr, "  %.1f steps/s  ETA %s", rate, eta);
+        fflush(stderr);
+    } else if (eval_line) {
+        size_t i = t->rf.n_eval - 1;
+        fprintf(stderr,
+                "%s %s seed %llu: step %lld/%lld  train_loss %.4f  test_loss %.4f  test_acc %.4f  lr %.3g  "
+                "%.1f steps/s  ETA %s\n",
+                t->rf.model, t->rf.task, (unsigned long long)t->seed, (long long)done, (long long)t->total,
+                t->rf.eval_train_loss[i], t->rf.eval_test_loss[i], acc, t->rf.eval_lr[i], rate, eta);
+    }
+}
+
+static void progress_end(Trainer *t)
+{
+    if (!t->o->quiet && t->tty) fputc('\n', stderr);
+}
+
+/* ------------------------------------------------------------ existing run files */
+
+/* Decide what to do with an existing file at o->out.  Returns EXIT_OK to
+ * go on (sets *resume when the run continues from it), or an exit code. */
+static int check_existing(Trainer *t, bool *resume, bool *done)
+{
+    const char *out = t->o->out;
+    *resume = *done = false;
+    if (access(out, F_OK) != 0) return EXIT_OK; /* nothing there: fresh run (also with --resume) */
+    if (t->o->force) return EXIT_OK;
+    RunFile peek;
+    char err[1200];
+    int rc = runfile_peek(&peek, out, err, sizeof err);
+    if (rc != 0) {
+        runfile_free(&peek);
+        fprintf(stderr, "seqeig: %s exists and is not a readable seqeig run file (%s); refusing to overwrite it "
+                        "(--force replaces it)\n",
+                out, err);
+        return EXIT_USAGE;
+    }
+    bool finished = strcmp(peek.status, "completed") == 0 || strcmp(peek.status, "stopped_early") == 0;
+    long long step = (long long)peek.step, total = (long long)peek.total_steps;
+    char status[16];
+    snprintf(status, sizeof status, "%s", peek.status);
+    runfile_free(&peek);
+    if (finished) {
+        if (t->o->resume) {
+            if (!t->o->quiet)
+                fprintf(stderr, "seqeig: %s: run already %s at step %lld; nothing to do\n", out, status, step);
+            *done = true;
+            return EXIT_OK;
+        }
+        fprintf(stderr, "seqeig: %s holds a finished run (%s at step %lld); refusing to overwrite it (--force "
+                        "retrains from scratch)\n",
+                out, status, step);
+        return EXIT_USAGE;
+    }
+    if (!t->o->resume) {
+        fprintf(stderr, "seqeig: %s holds an unfinished run (%s, step %lld of %lld); use --resume to continue it "
+                        "or --force to start over\n",
+                out, status, step, total);
+        return EXIT_USAGE;
+    }
+    *resume = true;
+    return EXIT_OK;
+}
+
+/* Load the checkpoint of o->out into the trainer (after setup). */
+static int load_resume(Trainer *t)
+{
+    char err[1200];
+    RunFile old;
+    if (runfile_load(&old, t->o->out, &t->model.params, t->opt.m, t->opt.v, err, sizeof err)) {
+        runfile_free(&old);
+        fprintf(stderr, "seqeig: cannot resume: %s\n", err);
+        return EXIT_RUNTIME;
+    }
+    int rc = EXIT_OK;
+    if (strcmp(old.config_yaml, t->rf.config_yaml) != 0) {
+        fprintf(stderr,
+                "seqeig: cannot resume %s: its configuration differs from the one given now (compare "
+                "`seqeig info %s --config` with your config and --set flags)\n",
+                t->o->out, t->o->out);
+        rc = EXIT_USAGE;
+    } else if (old.samples != t->rf.samples || old.T != t->rf.T || old.layers != t->rf.layers) {
+        fprintf(stderr, "seqeig: cannot resume %s: its spectra have another shape\n", t->o->out);
+        rc = EXIT_RUNTIME;
+    }
+    if (rc) {
+        runfile_free(&old);
+        return rc;
+    }
+    if (old.threads != t->o->threads && !t->o->quiet)
+        fprintf(stderr, "seqeig: note: %s ran with %lld threads, resuming with %d\n", t->o->out,
+                (long long)old.threads, t->o->threads);
+    t->opt.t = old.opt_step;
+    /* Keep the identity of the run; take over its records. */
+    old.config = t->c;
+    old.threads = t->o->threads;
+    snprintf(old.status, sizeof old.status, "running");
+    old.error[0] = 0;
+    runfile_free(&t->rf);
+    t->rf = old;
+    t->wall0 = old.wall_s;
+    return EXIT_OK;
+}
+
+/* ------------------------------------------------------------ the run */
+
+static int fail_run(Trainer *t, const char *fmt, double a, long long step)
+{
+    snprintf(t->rf.status, sizeof t->rf.status, "failed");
+    snprintf(t->rf.error, sizeof t->rf.error, fmt, a, step);
+    progress_end(t);
+    fprintf(stderr, "seqeig: %s: %s\n", t->o->out, t->rf.error);
+    save(t);
+    return EXIT_RUNTIME;
+}
+
+static int run(Trainer *t)
+{
+    bool resume, done;
+    int rc = check_existing(t, &resume, &done);
+    if (rc != EXIT_OK || done) return rc;
+    if ((rc = setup(t)) != EXIT_OK) return rc;
+    t->tty = isatty(STDERR_FILENO);
+    clock_gettime(CLOCK_MONOTONIC, &t->t0);
+
+    if (resume) {
+        if ((rc = load_resume(t)) != EXIT_OK) return rc;
+        if (!t->o->quiet)
+            fprintf(stderr, "seqeig: resuming %s at step %lld of %lld\n", t->o->out, (long long)t->rf.step,
+                    (long long)t->total);
+    } else {
+        runfile_utc_now(t->rf.created, sizeof t->rf.created);
+        if (!t->o->quiet)
+            fprintf(stderr, "seqeig: %s on %s, seed %llu, %zu parameters, %d threads -> %s\n", t->rf.model,
+                    t->rf.task, (unsigned long long)t->seed, paramset_count(&t->model.params), t->o->threads,
+                    t->o->out);
+        if (compute_spectra(t, true)) return EXIT_RUNTIME;
+        store_spectrum(t, &t->rf.init);
+        t->rf.step = 0;
+        if (save(t)) return EXIT_RUNTIME;
+    }
+
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+    const int64_t start = t->rf.step;
+    int64_t k = start;
+    bool stopped = false;
+    double loss = 0.0;
+    while (k < t->total) {
+        graph_begin(&t->g, (uint64_t)k, true, true);
+        t->task->train_batch(t->task, k, t->B, &t->batch);
+        paramset_zero_grad(&t->model.params);
+        ModelBatch mb = model_batch(&t->batch);
+        Tensor *logits = model_forward(&t->model, &t->g, &mb, NULL);
+        Tensor *lt = op_cross_entropy(&t->g, logits, t->batch.targets, NULL);
+        loss = (double)lt->data[0];
+        graph_backward(&t->g, lt);
+        double gn = t->clip > 0 ? clip_grad_norm_params(&t->model.params, t->clip)
+                                : clip_global_norm(t->model.params.grad, t->model.params.total);
+        if (!isfinite(loss)) return fail_run(t, "non-finite training loss (%g) at step %lld", loss, (long long)k + 1);
+        if (!isfinite(gn)) return fail_run(t, "non-finite gradient norm (%g) at step %lld", gn, (long long)k + 1);
+        double lr = lr_at(&t->sched, k);
+        adamw_step_params(&t->opt, &t->model.params, lr);
+        k++;
+        t->rf.step = k;
+        t->rf.loss_sum += loss;
+        t->rf.loss_count++;
+        if (k % t->log_every == 0 && runfile_add_train(&t->rf, k, loss, lr, gn)) return EXIT_RUNTIME;
+
+        if (k % t->eval_every == 0 || k == t->total) {
+            double tl, ta;
+            evaluate(t, &tl, &ta);
+            if (compute_spectra(t, false)) return EXIT_RUNTIME;
+            double train_loss = t->rf.loss_count ? t->rf.loss_sum / (double)t->rf.loss_count : NAN;
+            if (runfile_add_eval(&t->rf, k, train_loss, tl, ta, lr, wall_now(t), t->pmean, t->pstd))
+                return EXIT_RUNTIME;
+            t->rf.loss_sum = 0.0;
+            t->rf.loss_count = 0;
+            stopped = ta > t->stop;
+            if (!stopped && k < t->total && save(t)) return EXIT_RUNTIME;
+            progress(t, k, start, loss, true);
+            if (stopped) break;
+        } else {
+            progress(t, k, start, loss, false);
+        }
+        if (g_interrupted || (t->o->max_steps >= 0 && k - start >= t->o->max_steps)) {
+            progress_end(t);
+            if (save(t)) return EXIT_RUNTIME;
+            if (!t->o->quiet)
+                fprintf(stderr, "seqeig: %s at step %lld; %s saved, continue with --resume\n",
+                        g_interrupted ? "interrupted" : "stopped (--max-steps)", (long long)k, t->o->out);
+            return g_interrupted ? EXIT_INTERRUPTED : EXIT_OK;
+        }
+    }
+    progress_end(t);
+    if (compute_spectra(t, false)) return EXIT_RUNTIME;
+    store_spectrum(t, &t->rf.final);
+    snprintf(t->rf.status, sizeof t->rf.status, "%s", stopped ? "stopped_early" : "completed");
+    if (save(t)) return EXIT_RUNTIME;
+    if (!t->o->quiet) {
+        size_t i = t->rf.n_eval - 1;
+        fprintf(stderr, "seqeig: %s at step %lld: test_acc %.4f, test_loss %.4f, %.1f s -> %s\n",
+                stopped ? "stopped early" : "completed", (long long)k, t->rf.eval_test_acc[i],
+                t->rf.eval_test_loss[i], t->rf.wall_s, t->o->out);
+    }
+    return EXIT_OK;
+}
+
+int train_run(const Config *c, const TrainOptions *o)
+{
+    Trainer t;
+    memset(&t, 0, sizeof t);
+    t.c = c;
+    t.o = o;
+    g_interrupted = 0;
+    int rc = run(&t);
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+    teardown(&t);
+    return rc;
+}

@@ -1,0 +1,59 @@
+/* Task registry and batch buffers (task.h). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mqar_task.h"
+#include "task.h"
+
+static const char *const TASK_NAMES[] = {"mqar", NULL};
+
+void task_keys_register(ConfigSchema *s)
+{
+    config_schema_add_enum(s, "dataset._name_", "mqar", TASK_NAMES, 0);
+    /* Free-form label and loader settings of the reference configs. */
+    config_schema_add_str(s, "dataset.name", "MQAR", CONFIG_IGNORED);
+    config_schema_add_str(s, "dataset.data_dir", "", CONFIG_IGNORED);
+    config_schema_add_bool(s, "dataset.fixed_size", true, CONFIG_IGNORED);
+    mqar_task_keys_register(s);
+}
+
+Task *task_create(const Config *c, uint64_t seed, char *err, size_t errlen)
+{
+    const char *name = config_str(c, "dataset._name_");
+    if (strcmp(name, "mqar") == 0) return mqar_task_create(c, seed, err, errlen);
+    snprintf(err, errlen, "dataset._name_ = '%s': unknown task", name);
+    return NULL;
+}
+
+void task_free(Task *t)
+{
+    if (t && t->destroy) t->destroy(t);
+}
+
+int task_batch_alloc(TaskBatch *b, int cap_B, int L)
+{
+    memset(b, 0, sizeof *b);
+    size_t n = (size_t)cap_B * (size_t)L;
+    b->tokens = malloc(n * sizeof *b->tokens);
+    b->rows = malloc(n * sizeof *b->rows);
+    b->targets = malloc(n * sizeof *b->targets);
+    b->scratch = malloc(n * sizeof *b->scratch);
+    if (!b->tokens || !b->rows || !b->targets || !b->scratch) {
+        task_batch_free(b);
+        return -1;
+    }
+    b->cap_B = cap_B;
+    b->L = L;
+    return 0;
+}
+
+void task_batch_free(TaskBatch *b)
+{
+    free(b->tokens);
+    free(b->mask);
+    free(b->rows);
+    free(b->targets);
+    free(b->scratch);
+    memset(b, 0, sizeof *b);
+}
