@@ -298,7 +298,9 @@ class ModelSpectra:
                          f"{self.shape}; left out of the spectra averages")
                     continue
                 lst.append(r)
-            if r.hist_pm is not None and r.hist_pm.shape[1:] == self.shape and len(r.hist_step):
+            has_hist = (r.hist_pm is not None and r.hist_pm.shape[1:] == self.shape
+                        and len(r.hist_step) > 0)
+            if has_hist or (r.init_pm is not None and r.init_pm.shape == self.shape):
                 self.hist_runs.append(r)
         self.init = self._stack([r.init_pm for r in self.init_runs])
         self.final = self._stack([r.final_pm for r in self.final_runs])
@@ -656,9 +658,11 @@ def fig_bins_history(path, title, model, sp):
     if runs:
         series, hold = [], []
         for r in runs:
-            s, v = r.hist_step, r.hist_pm
+            s, v = np.zeros(0, dtype=np.int64), np.zeros((0,) + sp.shape)
+            if r.hist_pm is not None and r.hist_pm.shape[1:] == sp.shape:
+                s, v = r.hist_step, r.hist_pm
             if r.init_pm is not None and r.init_pm.shape == sp.shape and (not len(s) or s[0] > 0):
-                s = np.concatenate([[0], s])
+                s = np.concatenate([[0], s]).astype(np.int64)
                 v = np.concatenate([r.init_pm[None], v])
             series.append((s, v))
             hold.append(r.finished)
@@ -669,12 +673,15 @@ def fig_bins_history(path, title, model, sp):
             ax = axes[layer, h]
             if runs:
                 for k in range(7):
-                    ax.plot(grid, mean[:, layer, h, k], color=BIN_COLOURS[k], lw=1.5)
+                    ax.plot(grid, mean[:, layer, h, k], color=BIN_COLOURS[k], lw=1.5,
+                            marker="o" if len(grid) == 1 else None, ms=4)
                     ax.fill_between(grid, np.maximum(mean[:, layer, h, k] - std[:, layer, h, k], 0),
                                     mean[:, layer, h, k] + std[:, layer, h, k],
                                     color=BIN_COLOURS[k], alpha=0.12, lw=0)
+                if len(grid) == 1:
+                    ax.set_xticks(grid)
             else:
-                ax.text(0.5, 0.5, "no history", ha="center", transform=ax.transAxes)
+                ax.text(0.5, 0.5, "no spectra", ha="center", transform=ax.transAxes)
             ax.set_title(f"layer {layer}, head {h}", fontsize=9)
             _bin_axes(ax)
             if layer == layers - 1:
@@ -682,7 +689,7 @@ def fig_bins_history(path, title, model, sp):
             if h:
                 ax.set_ylabel("")
     fig.suptitle(f"{title}: {model}, eigenvalue radius bins during training\n"
-                 f"(mean over {len(runs)} runs; step 0 = init)", fontsize=11)
+                 f"(mean over {_runs(len(runs))}; step 0 = init)", fontsize=11)
     _bin_legend(fig)
     fig.tight_layout(rect=(0, 0.05, 0.86, 0.95))
     _save(fig, path, "line: mean over seeds of each run's mean over samples; band: ± std over "
