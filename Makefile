@@ -51,7 +51,7 @@ LIB := $(BUILD)/libseqeig.a
 BIN := $(BUILD)/seqeig
 TEST_BIN := $(BUILD)/test_seqeig
 
-.PHONY: all test test-c test-oracle test-generic bench asan clean deps
+.PHONY: all test test-c test-oracle test-generic test-report bench asan clean deps
 all: $(BIN) $(LIB)
 
 deps:
@@ -97,6 +97,7 @@ test: deps
 	@$(MAKE) --no-print-directory test-c
 	@$(MAKE) --no-print-directory test-oracle
 	@$(MAKE) --no-print-directory ARCH=generic test-c
+	@$(MAKE) --no-print-directory test-report
 
 test-c: $(TEST_BIN) $(BIN)
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} $(TEST_BIN)
@@ -107,6 +108,10 @@ test-oracle: $(BUILD)/tools/oracle_dump
 	OMP_NUM_THREADS=2 $(BUILD)/tools/oracle_dump $(BUILD)/oracle
 	$(PYTHON) tests/oracle/compare.py $(BUILD)/oracle/*.h5
 	$(PYTHON) tests/oracle/selftest.py
+
+# experiments/report.py on synthetic run files (docs/report.md).
+test-report:
+	$(PYTHON) tests/report/test_report.py
 
 test-generic:
 	@$(MAKE) --no-print-directory ARCH=generic test-c
