@@ -535,7 +535,7 @@ def _save(fig, path, caption=None):
 def fig_bins_model(path, title, model, sp):
     layers, heads, _ = sp.shape
     gap = 1.6
-    width = min(24.0, 2.0 + 2.3 * heads)
+    width = min(24.0, max(7.5, 2.0 + 2.3 * heads))  # room for the title
     fig, axes = plt.subplots(layers, 1, figsize=(width, 2.5 * layers + 1.4), squeeze=False)
     for layer in range(layers):
         ax = axes[layer, 0]
@@ -565,7 +565,7 @@ def fig_bins_model(path, title, model, sp):
 def fig_bins_all(path, title, spectra):
     models = list(spectra)
     layers = max((sp.shape[0] for sp in spectra.values() if sp.shape), default=0)
-    fig, axes = plt.subplots(max(layers, 1), 1, figsize=(min(24.0, 2.5 + 2.3 * len(models)),
+    fig, axes = plt.subplots(max(layers, 1), 1, figsize=(min(24.0, max(7.5, 2.5 + 2.3 * len(models))),
                                                          2.5 * max(layers, 1) + 1.4),
                              squeeze=False)
     gap = 1.6
@@ -651,7 +651,7 @@ def fig_learning_curves(path, title, runs_by_model):
 
 def fig_bins_history(path, title, model, sp):
     layers, heads, _ = sp.shape
-    fig, axes = plt.subplots(layers, heads, figsize=(min(24.0, 1.8 + 3.6 * heads),
+    fig, axes = plt.subplots(layers, heads, figsize=(min(24.0, max(7.5, 1.8 + 3.6 * heads)),
                                                      2.5 * layers + 1.4),
                              squeeze=False, sharex=True)
     runs = sp.hist_runs
