@@ -51,7 +51,7 @@ LIB := $(BUILD)/libseqeig.a
 BIN := $(BUILD)/seqeig
 TEST_BIN := $(BUILD)/test_seqeig
 
-.PHONY: all test test-c test-oracle test-generic test-report bench asan clean deps
+.PHONY: all test test-c test-oracle test-generic test-report test-e2e bench asan clean deps experiment
 all: $(BIN) $(LIB)
 
 deps:
@@ -98,6 +98,15 @@ test: deps
 	@$(MAKE) --no-print-directory test-oracle
 	@$(MAKE) --no-print-directory ARCH=generic test-c
 	@$(MAKE) --no-print-directory test-report
+	@$(MAKE) --no-print-directory test-e2e
+
+# make experiment TASK=mqar SEEDS=5 [PRESET=small|paper] [MODELS="a b"] [JOBS=n]
+TASK ?= mqar
+SEEDS ?= 5
+PRESET ?= small
+experiment: deps
+	@$(MAKE) --no-print-directory all
+	@bash scripts/experiment.sh "$(TASK)" "$(SEEDS)" "$(PRESET)" "$(MODELS)" "$(JOBS)"
 
 test-c: $(TEST_BIN) $(BIN)
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} $(TEST_BIN)
@@ -112,6 +121,11 @@ test-oracle: $(BUILD)/tools/oracle_dump
 # experiments/report.py on synthetic run files (docs/report.md).
 test-report:
 	$(PYTHON) tests/report/test_report.py
+
+# The CLI end to end: run files, resume, errors, a tiny experiment.
+test-e2e: $(BIN)
+	SEQEIG=$(BIN) $(PYTHON) tests/e2e/test_cli.py
+	SEQEIG=$(BIN) $(PYTHON) tests/e2e/test_experiment.py
 
 test-generic:
 	@$(MAKE) --no-print-directory ARCH=generic test-c

@@ -523,7 +523,7 @@ static int run(Trainer *t)
         if (g_interrupted || (t->o->max_steps >= 0 && k - start >= t->o->max_steps)) {
             progress_end(t);
             if (save(t)) return EXIT_RUNTIME;
-            if (!t->o->quiet)
+            if (g_interrupted || !t->o->quiet)
                 fprintf(stderr, "seqeig: %s at step %lld; %s saved, continue with --resume\n",
                         g_interrupted ? "interrupted" : "stopped (--max-steps)", (long long)k, t->o->out);
             return g_interrupted ? EXIT_INTERRUPTED : EXIT_OK;

@@ -1,0 +1,81 @@
+#!/usr/bin/python3
+"""End-to-end test of `make experiment` (scripts/experiment.sh) on the
+`smoke` preset: 2 models x 2 seeds into a temporary results directory,
+then the report; a second invocation trains nothing; bad arguments fail
+with exit 2.  Exits non-zero on the first failed check."""
+import os
+import subprocess
+import sys
+import tempfile
+
+import h5py
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SEQEIG = os.path.abspath(os.environ.get("SEQEIG", os.path.join(ROOT, "build/seqeig")))
+N = 0
+
+
+def check(cond, what, detail=""):
+    global N
+    if not cond:
+        print(f"FAIL: {what}\n{detail}")
+        sys.exit(1)
+    N += 1
+    print(f"ok: {what}")
+
+
+def experiment(results, *args):
+    env = dict(os.environ, RESULTS=results, SEQEIG=SEQEIG)
+    return subprocess.run(["bash", "scripts/experiment.sh", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=600)
+
+
+def main():
+    with tempfile.TemporaryDirectory() as tmp:
+        p = experiment(tmp, "mqar", "2", "smoke", "", "2")
+        check(p.returncode == 0, "experiment mqar/smoke, 2 seeds, 2 jobs: exit 0", p.stdout + p.stderr)
+        check("4 runs to train (0 already finished)" in p.stdout, "4 runs planned", p.stdout)
+        d = os.path.join(tmp, "mqar", "smoke")
+        for m in ("sm-attention", "mamba2"):
+            for s in (1919, 2222):
+                path = os.path.join(d, m, f"seed{s}.h5")
+                with h5py.File(path, "r") as f:
+                    check(f.attrs["status"] in ("completed", "stopped_early") and f.attrs["seed"] == s
+                          and f.attrs["model"] == m and "final" in f["spectra"],
+                          f"{m}/seed{s}.h5 finished with final spectra")
+        with open(os.path.join(d, "summary.md")) as f:
+            summary = f.read()
+        check("sm-attention" in summary and "mamba2" in summary and "1919, 2222" in summary,
+              "summary.md covers both models and both seeds", summary[:800])
+        pngs = sorted(n for n in os.listdir(d) if n.endswith(".png"))
+        check(len(pngs) >= 6 and all(open(os.path.join(d, n), "rb").read(8) == b"\x89PNG\r\n\x1a\n" for n in pngs),
+              f"PNG figures written: {', '.join(pngs)}")
+
+        mtimes = {m: os.path.getmtime(os.path.join(d, m, "seed1919.h5")) for m in ("sm-attention", "mamba2")}
+        p = experiment(tmp, "mqar", "2", "smoke", "", "1")
+        check(p.returncode == 0 and "0 runs to train (4 already finished)" in p.stdout and
+              all(os.path.getmtime(os.path.join(d, m, "seed1919.h5")) == t for m, t in mtimes.items()),
+              "a second invocation skips finished runs and leaves them untouched", p.stdout + p.stderr)
+
+        # An interrupted run is resumed: cut one short, rerun with one model and 3 seeds.
+        cut = os.path.join(d, "mamba2", "seed2929.h5")
+        r = subprocess.run([SEQEIG, "train", "--config", os.path.join(ROOT, "experiments/mqar/smoke/mamba2.yaml"),
+                            "--seed", "2929", "--out", cut, "--max-steps", "15", "--quiet"], capture_output=True)
+        check(r.returncode == 0, "a run cut short at step 15")
+        p = experiment(tmp, "mqar", "3", "smoke", "mamba2", "1")
+        check(p.returncode == 0 and "1 runs to train (2 already finished)" in p.stdout and
+              "resuming" in p.stderr and h5py.File(cut, "r").attrs["status"] in ("completed", "stopped_early"),
+              "MODELS=mamba2 SEEDS=3: only the unfinished run trains, resumed", p.stdout + p.stderr)
+
+        for args, msg in ((("nosuch", "1"), "unknown task 'nosuch'"),
+                          (("mqar", "1", "huge"), "has no preset 'huge'"),
+                          (("mqar", "x", "smoke"), "SEEDS must be a positive integer"),
+                          (("mqar", "1", "smoke", "rnn"), "no config experiments/mqar/smoke/rnn.yaml")):
+            p = experiment(tmp, *args)
+            check(p.returncode == 2 and msg in p.stderr, f"experiment {' '.join(args)}: exit 2, '{msg}'",
+                  p.stdout + p.stderr)
+    print(f"tests/e2e/test_experiment.py: {N} checks passed")
+
+
+if __name__ == "__main__":
+    main()
