@@ -88,6 +88,19 @@ void model_init(Model *m, uint64_t seed);
  * shape (B, num_layers, num_heads, model_spectra_T(m, L)). */
 Tensor *model_forward(Model *m, Graph *g, const ModelBatch *batch, double *eig);
 
+/* SPEC 6 eigenvalues by method "paper" (models/spectra_paper.c,
+ * docs/eigenvalues.md): the reference study's analysis script
+ * (analysis/eval_eig.py) reproduced with its quirks and its float32/float64
+ * steps.  The embedding (word [+ position], no dropout) is run through the
+ * blocks one at a time; layer i's projection is applied to the OUTPUT of
+ * block i, without LayerNorm or conv.  Blocks run with g->training as set
+ * (the caller uses training = true for init spectra, as the script does);
+ * no tape is recorded whatever g->grad_enabled says (it is restored), and
+ * parameters are not modified.  eig: (B, num_layers, num_heads,
+ * model_spectra_T(m, L)) float64, same order as model_forward's.
+ * batch->rows and batch->mask are ignored. */
+void model_spectra_paper(Model *m, Graph *g, const ModelBatch *batch, double *eig);
+
 /* Time steps per sequence in the spectra: L - 1 for attention, L for Mamba-2. */
 int model_spectra_T(const Model *m, int L);
 
