@@ -107,6 +107,8 @@ test-oracle: $(BUILD)/tools/oracle_dump
 	OMP_NUM_THREADS=2 $(BUILD)/tools/oracle_dump $(BUILD)/oracle
 	$(PYTHON) tests/oracle/compare.py $(BUILD)/oracle/*.h5
 	$(PYTHON) tests/oracle/selftest.py
+	$(PYTHON) tests/oracle/compare_paper.py $(BUILD)/oracle/*.h5
+	$(PYTHON) tests/oracle/selftest_paper.py
 
 test-generic:
 	@$(MAKE) --no-print-directory ARCH=generic test-c
