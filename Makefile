@@ -117,6 +117,8 @@ test-oracle: $(BUILD)/tools/oracle_dump
 	OMP_NUM_THREADS=2 $(BUILD)/tools/oracle_dump $(BUILD)/oracle
 	$(PYTHON) tests/oracle/compare.py $(BUILD)/oracle/*.h5
 	$(PYTHON) tests/oracle/selftest.py
+	$(PYTHON) tests/oracle/compare_paper.py $(BUILD)/oracle/*.h5
+	$(PYTHON) tests/oracle/selftest_paper.py
 
 # experiments/report.py on synthetic run files (docs/report.md).
 test-report:

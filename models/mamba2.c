@@ -301,3 +301,20 @@ Tensor *mamba2_forward(Model *m, Graph *g, const ModelBatch *b, double *eig)
                            : tensor_reshape(g, x, 2, (int[]){Bn * L, d});
     return op_linear(g, rows, &im->dec_w->t, &im->dec_b->t);
 }
+
+Tensor *mamba2_block_forward(Model *m, Graph *g, int i, Tensor *x)
+{
+    Mamba2Impl *im = m->impl;
+    const ModelConfig *c = &m->cfg;
+    const Mamba2Layer *l = &im->layer[i];
+    /* the same ops in the same order as the loop in mamba2_forward (a test
+     * checks that chaining this reproduces model_forward bit for bit) */
+    Tensor *u = c->prenorm ? op_layernorm(g, x, &l->norm_w->t, &l->norm_b->t, MAMBA2_LN_EPS) : x;
+    Tensor *h = ssd_layer(m, l, g, u, NULL, 0);
+    h = op_dropout(g, op_gelu(g, h), c->dropout);
+    if (l->glu_w) h = op_glu(g, op_linear(g, h, &l->glu_w->t, &l->glu_b->t));
+    h = op_dropout(g, h, c->dropout);
+    x = op_add(g, x, h);
+    if (!c->prenorm) x = op_layernorm(g, x, &l->norm_w->t, &l->norm_b->t, MAMBA2_LN_EPS);
+    return x;
+}

@@ -52,6 +52,7 @@ Tensor *model_forward(Model *m, Graph *g, const ModelBatch *batch, double *eig)
 int spectra_method_parse(const char *name)
 {
     if (strcmp(name, "dsf") == 0) return SPECTRA_DSF;
+    if (strcmp(name, "paper") == 0) return SPECTRA_PAPER;
     return -1;
 }
 
@@ -61,9 +62,14 @@ int spectra_method_parse(const char *name)
 
 void model_spectra(Model *m, Graph *g, const ModelBatch *batch, SpectraMethod method, bool init, double *eig)
 {
-    (void)init; /* dsf: the model as it runs in evaluation */
-    (void)method;
-    graph_begin(g, SPECTRA_STEP, false, false);
+    if (method == SPECTRA_PAPER) {
+        /* The reference analyses its fresh model without model.eval(). */
+        graph_begin(g, SPECTRA_STEP, init, false);
+        model_spectra_paper(m, g, batch, eig);
+        return;
+    }
+    graph_begin(g, SPECTRA_STEP, false, false); /* dsf: the model as it runs in evaluation */
+    (void)init;
     model_forward(m, g, batch, eig);
 }
 

@@ -89,16 +89,30 @@ void model_init(Model *m, uint64_t seed);
 Tensor *model_forward(Model *m, Graph *g, const ModelBatch *batch, double *eig);
 
 /* How eigenvalues are computed (SPEC 6, docs/eigenvalues.md). */
-typedef enum { SPECTRA_DSF } SpectraMethod;
-/* "dsf" -> SPECTRA_DSF; -1 for an unknown name. */
+typedef enum { SPECTRA_DSF, SPECTRA_PAPER } SpectraMethod;
+/* "dsf" / "paper" -> SpectraMethod; -1 for an unknown name. */
 int spectra_method_parse(const char *name);
 
 /* Eigenvalues of `batch` by `method` into eig (B, num_layers, num_heads,
  * model_spectra_T) float64.  Starts a new step on g (graph_begin, no tape,
- * evaluation mode; `init` selects a method's init-time setting, if any).
+ * evaluation mode, except that method "paper" at `init` runs with dropout
+ * active, as the reference script analyses its untrained model).
  * Parameters are not changed. */
 void model_spectra(Model *m, Graph *g, const ModelBatch *batch, SpectraMethod method, bool init,
                    double *eig);
+
+/* SPEC 6 eigenvalues by method "paper" (models/spectra_paper.c,
+ * docs/eigenvalues.md): the reference study's analysis script
+ * (analysis/eval_eig.py) reproduced with its quirks and its float32/float64
+ * steps.  The embedding (word [+ position], no dropout) is run through the
+ * blocks one at a time; layer i's projection is applied to the OUTPUT of
+ * block i, without LayerNorm or conv.  Blocks run with g->training as set
+ * (the caller uses training = true for init spectra, as the script does);
+ * no tape is recorded whatever g->grad_enabled says (it is restored), and
+ * parameters are not modified.  eig: (B, num_layers, num_heads,
+ * model_spectra_T(m, L)) float64, same order as model_forward's.
+ * batch->rows and batch->mask are ignored. */
+void model_spectra_paper(Model *m, Graph *g, const ModelBatch *batch, double *eig);
 
 /* Time steps per sequence in the spectra: L - 1 for attention, L for Mamba-2. */
 int model_spectra_T(const Model *m, int L);

@@ -206,3 +206,9 @@ Tensor *transformer_forward(Model *m, Graph *g, const ModelBatch *bt, double *ei
     Tensor *u = op_relu(g, op_linear(g, pooled, &t->cls_enc_w->t, &t->cls_enc_b->t));
     return op_linear(g, u, &t->cls_dec_w->t, &t->cls_dec_b->t);
 }
+
+Tensor *transformer_block_forward(Model *m, Graph *g, int i, Tensor *x)
+{
+    Transformer *t = m->impl;
+    return block_forward(&t->blocks[i], &m->cfg, g, x, NULL, 0);
+}

@@ -35,5 +35,9 @@ void transformer_init(Model *m, uint64_t seed);
 /* See model_forward; eig: NULL or (B, num_layers, num_heads, L-1) float64. */
 Tensor *transformer_forward(Model *m, Graph *g, const ModelBatch *b, double *eig);
 void transformer_free(Model *m);
+/* Block i alone on x (B, L, d), exactly as transformer_forward runs it
+ * (dropout as g->training says), no spectra.  For the "paper" spectra
+ * (models/spectra_paper.c), which need every block's output. */
+Tensor *transformer_block_forward(Model *m, Graph *g, int i, Tensor *x);
 
 #endif

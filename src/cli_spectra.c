@@ -19,7 +19,7 @@
 static void spectra_usage(FILE *f)
 {
     fprintf(f,
-            "usage: seqeig spectra RUN.h5 [--method dsf] [--out FILE.h5] [--force] [--threads N]\n"
+            "usage: seqeig spectra RUN.h5 [--method dsf|paper] [--out FILE.h5] [--force] [--threads N]\n"
             "\n"
             "Recompute the eigenvalue spectra of a run from its checkpoint, on the run's own\n"
             "analysis batch (/spectra/inputs): 'init' from the model re-initialised with the\n"
@@ -27,7 +27,8 @@ static void spectra_usage(FILE *f)
             "is unfinished).  Prints the bin percentages; the run file is not modified.\n"
             "\n"
             "options:\n"
-            "  --method M     how to compute eigenvalues (docs/eigenvalues.md); default dsf\n"
+            "  --method M     dsf (default: the tensors the layers use) or paper (the reference\n"
+            "                 analysis script's procedure, quirks included); docs/eigenvalues.md\n"
             "  --out FILE.h5  also write them to a spectra file (the /spectra layout of a run\n"
             "                 file, root attribute format = \"seqeig-spectra\")\n"
             "  --force        replace an existing --out file\n"
@@ -116,7 +117,7 @@ int cmd_spectra(int argc, char **argv)
     }
     int method = spectra_method_parse(method_name);
     if (method < 0) {
-        fprintf(stderr, "seqeig spectra: --method '%s': unknown method (allowed: dsf)\n", method_name);
+        fprintf(stderr, "seqeig spectra: --method '%s': unknown method (allowed: dsf, paper)\n", method_name);
         return 2;
     }
     if (out && !force && access(out, F_OK) == 0) {

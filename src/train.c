@@ -20,7 +20,7 @@
 #include "spectra.h"
 #include "train.h"
 
-static const char *const SPECTRA_METHODS[] = {"dsf", NULL};
+static const char *const SPECTRA_METHODS[] = {"dsf", "paper", NULL};
 
 void train_keys_register(ConfigSchema *s)
 {

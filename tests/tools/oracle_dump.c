@@ -11,6 +11,7 @@
 #include "../../src/h5util.h"
 #include "../../src/ops.h"
 #include "../../src/rng.h"
+#include "../../src/spectra.h"
 
 enum { B = 2, L = 9, ROWS_PER_SEQ = 4 };
 
@@ -149,6 +150,18 @@ static int dump_variant(const char *dir, const Variant *v, uint64_t seed)
     double *eig = malloc(n_eig * sizeof *eig);
     Graph g;
     graph_init(&g, 0, 1);
+
+    /* method "paper" eigenvalues and their bin statistics (evaluation mode) */
+    const int Ly = v->cfg.num_layers, H = v->cfg.num_heads;
+    double *peig = malloc(n_eig * sizeof *peig);
+    double *pct = malloc((size_t)B * Ly * H * SPECTRA_NBINS * sizeof *pct);
+    double *pmean = malloc((size_t)Ly * H * SPECTRA_NBINS * sizeof *pmean);
+    double *pstd = malloc((size_t)Ly * H * SPECTRA_NBINS * sizeof *pstd);
+    graph_begin(&g, 0, false, false);
+    model_spectra_paper(&m, &g, &batch, peig);
+    spectra_percent(peig, B, Ly, H, T, pct);
+    spectra_percent_stats(pct, B, Ly, H, pmean, pstd);
+
     graph_begin(&g, 0, false, true);
     paramset_zero_grad(&m.params);
     Tensor *logits = model_forward(&m, &g, &batch, eig);
@@ -184,9 +197,15 @@ static int dump_variant(const char *dir, const Variant *v, uint64_t seed)
     CHECK(h5u_write_f64(f, "/c/loss", 0, NULL, &lossd, err));
     CHECK(h5u_write_f64(f, "/c/eig", 4,
                         (size_t[]){B, (size_t)v->cfg.num_layers, (size_t)v->cfg.num_heads, (size_t)T}, eig, err));
+    const size_t stat_dims[3] = {(size_t)Ly, (size_t)H, SPECTRA_NBINS};
+    CHECK(h5u_write_f64(f, "/c/paper/eig", 4, (size_t[]){B, (size_t)Ly, (size_t)H, (size_t)T}, peig, err));
+    CHECK(h5u_write_f64(f, "/c/paper/percent", 4, (size_t[]){B, (size_t)Ly, (size_t)H, SPECTRA_NBINS}, pct, err));
+    CHECK(h5u_write_f64(f, "/c/paper/percent_mean", 3, stat_dims, pmean, err));
+    CHECK(h5u_write_f64(f, "/c/paper/percent_std", 3, stat_dims, pstd, err));
     H5Fclose(f);
     graph_free(&g);
     free(eig);
+    free(peig), free(pct), free(pmean), free(pstd);
     model_free(&m);
     printf("oracle_dump: wrote %s\n", path);
     return 0;
