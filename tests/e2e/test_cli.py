@@ -382,6 +382,27 @@ def test_failure(d):
               f"a diverging run: exit 1, status failed with the reason (got {rc}: {err.strip()[-160:]})")
 
 
+def test_paper_method(d):
+    cfg = tiny_config(os.path.join(d, "paper.yaml"), steps=20, eval_every=10, extra="  method: paper\n")
+    out = os.path.join(d, "paper.h5")
+    rc, _, err = run("train", "--config", cfg, "--out", out, "--quiet")
+    check(rc == 0, f"a run with spectra.method paper (got {rc}: {err.strip()[-200:]})")
+    sp = os.path.join(d, "paper_sp.h5")
+    rc, txt, err = run("spectra", out, "--method", "paper", "--out", sp)
+    check(rc == 0 and "method paper" in txt, f"seqeig spectra --method paper (got {rc}: {err.strip()[-200:]})")
+    with h5py.File(out, "r") as f, h5py.File(sp, "r") as g:
+        check(f["spectra"].attrs["method"] == "paper" and g["spectra"].attrs["method"] == "paper",
+              "the method is recorded")
+        for when in ("init", "final"):
+            check(np.array_equal(f[f"spectra/{when}/eig"][()], g[f"spectra/{when}/eig"][()]),
+                  f"paper {when} spectra recomputed from the checkpoint equal the run's bit for bit")
+    sd = os.path.join(d, "dsf_sp.h5")
+    rc, _, _ = run("spectra", out, "--out", sd)
+    with h5py.File(sd, "r") as g, h5py.File(sp, "r") as h:
+        check(rc == 0 and not np.array_equal(g["spectra/final/eig"][()], h["spectra/final/eig"][()]),
+              "dsf and paper give different eigenvalues on the same weights")
+
+
 def test_models(d):
     for model in ("lin-attention", "norm-attention", "mamba2"):
         cfg = tiny_config(os.path.join(d, f"{model}.yaml"), model=model, steps=20, eval_every=10)
@@ -402,7 +423,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         d = keep or tmp
         for t in (test_usage_errors, test_config_errors, test_run_file, test_determinism_and_resume,
-                  test_failure, test_models, test_reference_config):
+                  test_failure, test_paper_method, test_models, test_reference_config):
             print(f"== {t.__name__}")
             t(d)
     print(f"tests/e2e/test_cli.py: {N_CHECKS} checks passed")
