@@ -64,7 +64,10 @@ mkdir -p "$outdir" || die "cannot create $outdir"
 joblist=$(mktemp)
 trap 'rm -f "$joblist"' EXIT
 n_todo=0 n_done=0
-for m in $MODELS; do
+# Jobs in reverse model order: the short runs (softmax attention, which
+# stops early) come last and fill the tail when JOBS > 1.
+order=$(echo $MODELS | tr ' ' '\n' | tac | tr '\n' ' ')
+for m in $order; do
     for s in "${seeds[@]}"; do
         out="$outdir/$m/seed$s.h5"
         st=$("$SEQEIG" info "$out" --status 2>/dev/null || true)
