@@ -115,6 +115,19 @@ float *tensor_grad(Graph *g, Tensor *t)
     return t->grad;
 }
 
+float *tensor_grad_fresh(Graph *g, Tensor *t, bool *fresh)
+{
+    *fresh = false;
+    if (!t || !t->requires_grad) return NULL;
+    Tensor *owner = t->base ? t->base : t;
+    if (!owner->grad) {
+        owner->grad = arena_alloc(&g->arena, owner->numel * sizeof(float));
+        *fresh = true;
+    }
+    t->grad = owner->grad;
+    return t->grad;
+}
+
 static void run_tape(Graph *g)
 {
     for (TapeEntry *e = g->tape; e; e = e->prev) {

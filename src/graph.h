@@ -73,6 +73,15 @@ TapeEntry *graph_record(Graph *g, const char *name, BackwardFn fn, Tensor *out, 
  * require grad, so backward functions can skip inputs that need nothing. */
 float *tensor_grad(Graph *g, Tensor *t);
 
+/* Gradient buffer of t for a backward that can STORE its contribution:
+ * when t has no gradient yet, the buffer is allocated without zero-filling
+ * and *fresh is set to true: the caller must then write every element
+ * (y = v instead of y += v; same values as accumulating into zeros, without
+ * the zero-fill pass and the extra read).  Otherwise the existing buffer is
+ * returned, *fresh = false, and the caller accumulates.  NULL (and *fresh =
+ * false) if t does not require grad. */
+float *tensor_grad_fresh(Graph *g, Tensor *t, bool *fresh);
+
 /* d(loss)/d(loss) = 1 for a 1-element tensor, then run the tape backwards. */
 void graph_backward(Graph *g, Tensor *loss);
 /* Seed out's gradient with `dout` (out->numel floats) and run the tape

@@ -12,6 +12,7 @@
 #ifndef SEQEIG_K_NORM_H
 #define SEQEIG_K_NORM_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "../simd.h"
@@ -55,15 +56,19 @@ void k_softmax_bwd_row_avx2(const float *y, const float *dy, float *dx, size_t n
 /* *max = max x, *sum = sum exp(x - max) (>= 1), *argmax = first index of
  * the maximum (torch.argmax).  log-sum-exp = max + log(sum).  n >= 1. */
 void k_xent_fwd_row(const float *x, float *max, float *sum, int *argmax, size_t n);
-/* dx += scale * exp(x - max): with scale = dloss / (n_valid * sum) this is
- * the softmax part of the gradient; the caller subtracts the one-hot. */
-void k_xent_bwd_row(const float *x, float max, float scale, float *dx, size_t n);
+/* dx += scale * exp(x - max) (accumulate) or dx = scale * exp(x - max)
+ * (!accumulate: dx may be uninitialised): with scale = dloss / (n_valid *
+ * sum) this is the softmax part of the gradient; the caller subtracts the
+ * one-hot. */
+void k_xent_bwd_row(const float *x, float max, float scale, float *dx, size_t n, bool accumulate);
 
 void k_xent_fwd_row_scalar(const float *x, float *max, float *sum, int *argmax, size_t n);
-void k_xent_bwd_row_scalar(const float *x, float max, float scale, float *dx, size_t n);
+void k_xent_bwd_row_scalar(const float *x, float max, float scale, float *dx, size_t n,
+                           bool accumulate);
 #if SIMD_AVX2
 void k_xent_fwd_row_avx2(const float *x, float *max, float *sum, int *argmax, size_t n);
-void k_xent_bwd_row_avx2(const float *x, float max, float scale, float *dx, size_t n);
+void k_xent_bwd_row_avx2(const float *x, float max, float scale, float *dx, size_t n,
+                         bool accumulate);
 #endif
 
 /* Rows x cols below this many elements run on one thread (OpenMP start-up
