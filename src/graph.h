@@ -82,6 +82,12 @@ float *tensor_grad(Graph *g, Tensor *t);
  * false) if t does not require grad. */
 float *tensor_grad_fresh(Graph *g, Tensor *t, bool *fresh);
 
+/* Give t the buffer `buf` (t->numel floats) as its gradient if t requires
+ * grad and has none yet; returns whether it did.  For backwards whose
+ * gradient is the identity (add, add_scalar): `buf` is the op's output
+ * gradient, which nothing reads after that backward, so no copy is made. */
+bool tensor_grad_adopt(Graph *g, Tensor *t, float *buf);
+
 /* d(loss)/d(loss) = 1 for a 1-element tensor, then run the tape backwards. */
 void graph_backward(Graph *g, Tensor *loss);
 /* Seed out's gradient with `dout` (out->numel floats) and run the tape

@@ -81,9 +81,13 @@ START_TEST(test_activation_backward_matches_double_derivative)
     for (int k = 0; k < ACT_COUNT; k++) {
         k_act_fwd((ActKind)k, x, y, n);
         for (size_t i = 0; i < n; i++) dx[i] = 0.5f; /* backward accumulates */
-        k_act_bwd((ActKind)k, x, y, dy, dx, n);
+        k_act_bwd((ActKind)k, x, y, dy, dx, n, true);
         for (size_t i = 0; i < n; i++) ref[i] = (float)(0.5 + (double)dy[i] * ref_df((ActKind)k, x[i]));
         ck_assert_msg(test_close_ratio(dx, ref, n, 1e-6, 1e-5, act_label[k]) <= 1.0, "%s", act_label[k]);
+        for (size_t i = 0; i < n; i++) dx[i] = NAN; /* store: every element overwritten */
+        k_act_bwd((ActKind)k, x, y, dy, dx, n, false);
+        for (size_t i = 0; i < n; i++) ref[i] = (float)((double)dy[i] * ref_df((ActKind)k, x[i]));
+        ck_assert_msg(test_close_ratio(dx, ref, n, 1e-6, 1e-5, act_label[k]) <= 1.0, "store %s", act_label[k]);
     }
     free(x), free(y), free(dy), free(dx), free(ref);
 }
@@ -122,7 +126,7 @@ START_TEST(test_softplus_threshold_follows_pytorch)
     ck_assert_float_eq(y[2], 25.0f);
     ck_assert_float_eq_tol(y[0], (float)log1p(exp(20.0)), 1e-5);
     ck_assert(y[3] > 0.0f && y[3] < 2e-11f); /* e^-25, not rounded to 0 */
-    k_act_bwd(ACT_SOFTPLUS, x, y, dy, dx, 4);
+    k_act_bwd(ACT_SOFTPLUS, x, y, dy, dx, 4, true);
     ck_assert_float_eq(dx[1], 1.0f);
     ck_assert_float_eq(dx[2], 1.0f);
 }
@@ -141,10 +145,13 @@ START_TEST(test_activation_avx2_matches_scalar)
             k_act_fwd_avx2((ActKind)k, x, y2, n);
             double atol = k == ACT_GELU ? 1e-9 : 1e-30; /* see the forward test */
             ck_assert_msg(test_close_ratio(y2, y1, n, atol, 1e-6, act_label[k]) <= 1.0, "fwd %s", act_label[k]);
-            memset(d1, 0, n * 4), memset(d2, 0, n * 4);
-            k_act_bwd_scalar((ActKind)k, x, y1, dy, d1, n);
-            k_act_bwd_avx2((ActKind)k, x, y1, dy, d2, n);
-            ck_assert_msg(test_close_ratio(d2, d1, n, 1e-7, 1e-6, act_label[k]) <= 1.0, "bwd %s", act_label[k]);
+            for (int acc = 0; acc < 2; acc++) {
+                for (size_t i = 0; i < n; i++) d1[i] = d2[i] = acc ? 0.25f : NAN;
+                k_act_bwd_scalar((ActKind)k, x, y1, dy, d1, n, acc);
+                k_act_bwd_avx2((ActKind)k, x, y1, dy, d2, n, acc);
+                ck_assert_msg(test_close_ratio(d2, d1, n, 1e-7, 1e-6, act_label[k]) <= 1.0, "bwd %s acc %d",
+                              act_label[k], acc);
+            }
         }
         free(x), free(y1), free(y2), free(dy), free(d1), free(d2);
     }
@@ -162,12 +169,12 @@ START_TEST(test_activation_same_bits_for_one_and_two_threads)
     for (int k = 0; k < ACT_COUNT; k++) {
         omp_set_num_threads(1);
         k_act_fwd((ActKind)k, x, y1, n);
-        memset(d1, 0, n * 4);
-        k_act_bwd((ActKind)k, x, y1, dy, d1, n);
+        memset(d1, 0xff, n * 4);
+        k_act_bwd((ActKind)k, x, y1, dy, d1, n, false);
         omp_set_num_threads(2);
         k_act_fwd((ActKind)k, x, y2, n);
-        memset(d2, 0, n * 4);
-        k_act_bwd((ActKind)k, x, y2, dy, d2, n);
+        memset(d2, 0xff, n * 4); /* NaN: the store variant must overwrite it */
+        k_act_bwd((ActKind)k, x, y2, dy, d2, n, false);
         ck_assert_msg(memcmp(y1, y2, n * 4) == 0 && memcmp(d1, d2, n * 4) == 0, "%s", act_label[k]);
     }
     free(x), free(dy), free(y1), free(y2), free(d1), free(d2);

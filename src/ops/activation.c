@@ -52,10 +52,16 @@ void k_act_fwd_scalar(ActKind k, const float *x, float *y, size_t n)
     for (size_t i = 0; i < n; i++) y[i] = act_scalar(k, x[i]);
 }
 
-void k_act_bwd_scalar(ActKind k, const float *x, const float *y, const float *dy, float *dx, size_t n)
+void k_act_bwd_scalar(ActKind k, const float *x, const float *y, const float *dy, float *dx, size_t n,
+                      bool acc)
 {
+    if (acc) {
 #pragma omp parallel for schedule(static) if (n >= KERNEL_PAR_MIN)
-    for (size_t i = 0; i < n; i++) dx[i] += dy[i] * dact_scalar(k, x[i], y[i]);
+        for (size_t i = 0; i < n; i++) dx[i] += dy[i] * dact_scalar(k, x[i], y[i]);
+    } else {
+#pragma omp parallel for schedule(static) if (n >= KERNEL_PAR_MIN)
+        for (size_t i = 0; i < n; i++) dx[i] = dy[i] * dact_scalar(k, x[i], y[i]);
+    }
 }
 
 /* --------------------------------------------------------------- AVX2 */
@@ -114,17 +120,26 @@ static inline __attribute__((always_inline)) __m256 dact_v8(ActKind k, __m256 x,
             _mm256_maskstore_ps(y + i, m, act_v8(K, _mm256_maskload_ps(x + i, m)));                \
         }                                                                                          \
     }                                                                                              \
-    static void bwd_block_##K(const float *x, const float *y, const float *dy, float *dx, size_t n) \
+    static void bwd_block_##K(const float *x, const float *y, const float *dy, float *dx, size_t n, \
+                              bool acc)                                                            \
     {                                                                                              \
         size_t i = 0;                                                                              \
-        for (; i + 8 <= n; i += 8) {                                                               \
-            __m256 d = dact_v8(K, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i));                 \
-            _mm256_storeu_ps(dx + i, _mm256_fmadd_ps(_mm256_loadu_ps(dy + i), d, _mm256_loadu_ps(dx + i))); \
+        if (acc) {                                                                                 \
+            for (; i + 8 <= n; i += 8) {                                                           \
+                __m256 d = dact_v8(K, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i));             \
+                _mm256_storeu_ps(dx + i, _mm256_fmadd_ps(_mm256_loadu_ps(dy + i), d, _mm256_loadu_ps(dx + i))); \
+            }                                                                                      \
+        } else { /* store: dy * d, what the fma gives on a zero dx */                              \
+            for (; i + 8 <= n; i += 8) {                                                           \
+                __m256 d = dact_v8(K, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i));             \
+                _mm256_storeu_ps(dx + i, _mm256_mul_ps(_mm256_loadu_ps(dy + i), d));               \
+            }                                                                                      \
         }                                                                                          \
         if (i < n) {                                                                               \
             __m256i m = simd_tail_mask(n - i);                                                     \
             __m256 d = dact_v8(K, _mm256_maskload_ps(x + i, m), _mm256_maskload_ps(y + i, m));     \
-            __m256 r = _mm256_fmadd_ps(_mm256_maskload_ps(dy + i, m), d, _mm256_maskload_ps(dx + i, m)); \
+            __m256 g = _mm256_maskload_ps(dy + i, m);                                              \
+            __m256 r = acc ? _mm256_fmadd_ps(g, d, _mm256_maskload_ps(dx + i, m)) : _mm256_mul_ps(g, d); \
             _mm256_maskstore_ps(dx + i, m, r);                                                     \
         }                                                                                          \
     }
@@ -136,7 +151,7 @@ ACT_BLOCKS(ACT_SIGMOID)
 ACT_BLOCKS(ACT_RELU)
 
 typedef void (*FwdBlock)(const float *, float *, size_t);
-typedef void (*BwdBlock)(const float *, const float *, const float *, float *, size_t);
+typedef void (*BwdBlock)(const float *, const float *, const float *, float *, size_t, bool);
 static const FwdBlock fwd_blocks[ACT_COUNT] = {
     [ACT_EXP] = fwd_block_ACT_EXP, [ACT_GELU] = fwd_block_ACT_GELU, [ACT_SILU] = fwd_block_ACT_SILU,
     [ACT_ELU] = fwd_block_ACT_ELU, [ACT_SIGMOID] = fwd_block_ACT_SIGMOID, [ACT_RELU] = fwd_block_ACT_RELU};
@@ -156,26 +171,27 @@ void k_act_fwd_avx2(ActKind k, const float *x, float *y, size_t n)
     PARALLEL_BLOCKS(n, f(x + off, y + off, len));
 }
 
-void k_act_bwd_avx2(ActKind k, const float *x, const float *y, const float *dy, float *dx, size_t n)
+void k_act_bwd_avx2(ActKind k, const float *x, const float *y, const float *dy, float *dx, size_t n,
+                    bool acc)
 {
     if (k == ACT_SOFTPLUS) {
-        k_act_bwd_scalar(k, x, y, dy, dx, n);
+        k_act_bwd_scalar(k, x, y, dy, dx, n, acc);
         return;
     }
     BwdBlock f = bwd_blocks[k];
-    PARALLEL_BLOCKS(n, f(x + off, y + off, dy + off, dx + off, len));
+    PARALLEL_BLOCKS(n, f(x + off, y + off, dy + off, dx + off, len, acc));
 }
 
 void k_act_fwd(ActKind k, const float *x, float *y, size_t n) { k_act_fwd_avx2(k, x, y, n); }
-void k_act_bwd(ActKind k, const float *x, const float *y, const float *dy, float *dx, size_t n)
+void k_act_bwd(ActKind k, const float *x, const float *y, const float *dy, float *dx, size_t n, bool acc)
 {
-    k_act_bwd_avx2(k, x, y, dy, dx, n);
+    k_act_bwd_avx2(k, x, y, dy, dx, n, acc);
 }
 #else
 void k_act_fwd(ActKind k, const float *x, float *y, size_t n) { k_act_fwd_scalar(k, x, y, n); }
-void k_act_bwd(ActKind k, const float *x, const float *y, const float *dy, float *dx, size_t n)
+void k_act_bwd(ActKind k, const float *x, const float *y, const float *dy, float *dx, size_t n, bool acc)
 {
-    k_act_bwd_scalar(k, x, y, dy, dx, n);
+    k_act_bwd_scalar(k, x, y, dy, dx, n, acc);
 }
 #endif
 
@@ -185,8 +201,11 @@ static const char *const act_names[ACT_COUNT] = {"exp", "gelu", "silu", "elu", "
 
 static void act_backward(Graph *g, TapeEntry *e)
 {
-    float *dx = tensor_grad(g, e->in[0]);
-    if (dx) k_act_bwd((ActKind)e->iarg[0], e->in[0]->data, e->out->data, e->out->grad, dx, e->out->numel);
+    bool fresh;
+    float *dx = tensor_grad_fresh(g, e->in[0], &fresh);
+    if (dx)
+        k_act_bwd((ActKind)e->iarg[0], e->in[0]->data, e->out->data, e->out->grad, dx, e->out->numel,
+                  !fresh);
 }
 
 static Tensor *activation(Graph *g, Tensor *x, ActKind k)
