@@ -120,10 +120,10 @@ Tensor *attention_forward(const AttentionLayer *a, const ModelConfig *c, Graph *
     Tensor *proj = op_linear(g, u, &a->proj_w->t, &a->proj_b->t);
     Tensor *qkv = proj, *n = NULL; /* qkv: the conv channels ([q|k|v], norm: [v|q|k]) */
     if (norm) {
-        qkv = op_slice_cols(g, proj, 0, d + 2 * dqk);
+        qkv = a->conv_w ? NULL : op_slice_cols(g, proj, 0, d + 2 * dqk); /* the conv reads proj */
         n = op_slice_cols(g, proj, d + 2 * dqk, H); /* never through the conv */
     }
-    if (a->conv_w) qkv = op_silu(g, op_conv1d_causal(g, qkv, &a->conv_w->t, &a->conv_b->t));
+    if (a->conv_w) qkv = op_conv1d_silu(g, proj, 0, d + 2 * dqk, &a->conv_w->t, &a->conv_b->t);
 
     Tensor *y;
     if (c->kind == MODEL_SM_ATTENTION) {

@@ -85,6 +85,11 @@ Tensor *op_mul_heads(Graph *g, Tensor *x, Tensor *s);
  * elements laid out (C, K) (PyTorch (C, 1, K)), b (C) or NULL.
  * y[b,t,c] = b[c] + sum_j w[c,j] x[b, t-K+1+j, c] (zero before t=0). */
 Tensor *op_conv1d_causal(Graph *g, Tensor *x, Tensor *w, Tensor *b);
+/* SiLU of the causal conv of the column window [c0, c0 + C) of x (B, L,
+ * cols) (ops/conv1d.c): the values of op_silu(op_conv1d_causal(
+ * op_slice_cols(x, c0, C), w, b)) with no slice copy and no stored conv
+ * output (the backward recomputes it); w C*K elements, b (C) or NULL. */
+Tensor *op_conv1d_silu(Graph *g, Tensor *x, int c0, int C, Tensor *w, Tensor *b);
 /* GLU (ops/glu.c): u (..., 2d) = [a | b] -> a * sigmoid(b), (..., d). */
 Tensor *op_glu(Graph *g, Tensor *u);
 /* Inverted dropout (ops/dropout.c): identity when !g->training or p == 0.

@@ -18,6 +18,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <stdbool.h>
+
 #include "parallel.h"
 
 /* Rows per block for sums over rows (parameter gradients). */
@@ -53,6 +55,32 @@ void k_conv1d_bwd_x_avx2(const float *dy, const float *wt, float *dx, int B, int
                          int K);
 void k_conv1d_bwd_w_avx2(const float *x, const float *dy, float *dw, float *db, float *work,
                          int B, int L, int C, int K);
+#endif
+
+/* ---- fused causal conv + SiLU on a column window (ops/conv1d.c) ----
+ * x points at the window's first column, rows ldx floats apart; y, dy are
+ * (B*L, C).  Forward: y = silu(z), z as k_conv1d_fwd.  Backward: with
+ * dz = dy silu'(z) (z recomputed), dx (rows lddx apart) += (acc) or =
+ * (!acc) the conv transpose of dz; dw, db (each may be NULL) += as
+ * k_conv1d_bwd_w of dz.  work: k_conv1d_silu_work_floats(..., threads)
+ * floats with threads >= the OpenMP team size. */
+void k_conv1d_silu_fwd(const float *x, size_t ldx, const float *wt, const float *bias, float *y, int B,
+                       int L, int C, int K);
+void k_conv1d_silu_bwd(const float *x, size_t ldx, const float *wt, const float *bias, const float *dy,
+                       float *dx, size_t lddx, bool acc, float *dw, float *db, float *work, int B, int L,
+                       int C, int K);
+size_t k_conv1d_silu_work_floats(int B, int L, int C, int K, int threads);
+void k_conv1d_silu_fwd_scalar(const float *x, size_t ldx, const float *wt, const float *bias, float *y,
+                              int B, int L, int C, int K);
+void k_conv1d_silu_bwd_scalar(const float *x, size_t ldx, const float *wt, const float *bias,
+                              const float *dy, float *dx, size_t lddx, bool acc, float *dw, float *db,
+                              float *work, int B, int L, int C, int K);
+#if SIMD_AVX2
+void k_conv1d_silu_fwd_avx2(const float *x, size_t ldx, const float *wt, const float *bias, float *y,
+                            int B, int L, int C, int K);
+void k_conv1d_silu_bwd_avx2(const float *x, size_t ldx, const float *wt, const float *bias,
+                            const float *dy, float *dx, size_t lddx, bool acc, float *dw, float *db,
+                            float *work, int B, int L, int C, int K);
 #endif
 
 /* ---- GLU (ops/glu.c) ----
