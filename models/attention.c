@@ -127,9 +127,8 @@ Tensor *attention_forward(const AttentionLayer *a, const ModelConfig *c, Graph *
 
     Tensor *y;
     if (c->kind == MODEL_SM_ATTENTION) {
-        Tensor *q = op_slice_cols(g, qkv, 0, dqk), *k = op_slice_cols(g, qkv, dqk, dqk);
-        Tensor *v = op_slice_cols(g, qkv, 2 * dqk, d);
-        y = op_causal_softmax_attn(g, q, k, v, H, (float)(1.0 / sqrt((double)dh)), log_eta);
+        /* q, k, v read in place from the columns of qkv */
+        y = op_causal_softmax_attn_qkv(g, qkv, dqk, d, H, (float)(1.0 / sqrt((double)dh)), log_eta);
     } else if (c->kind == MODEL_LIN_ATTENTION) {
         Tensor *q = elu_plus_one(g, op_slice_cols(g, qkv, 0, dqk));
         Tensor *k = elu_plus_one(g, op_slice_cols(g, qkv, dqk, dqk));
