@@ -81,8 +81,6 @@ static double norm_eig(NormFn fn, float a0, float a1)
     return exp(f0 - f1);
 }
 
-static Tensor *elu_plus_one(Graph *g, Tensor *x) { return op_add_scalar(g, op_elu(g, x), 1.0f); }
-
 static Tensor *apply_norm_fn(Graph *g, NormFn fn, Tensor *x)
 {
     switch (fn) {
@@ -130,18 +128,19 @@ Tensor *attention_forward(const AttentionLayer *a, const ModelConfig *c, Graph *
         /* q, k, v read in place from the columns of qkv */
         y = op_causal_softmax_attn_qkv(g, qkv, dqk, d, H, (float)(1.0 / sqrt((double)dh)), log_eta);
     } else if (c->kind == MODEL_LIN_ATTENTION) {
-        Tensor *q = elu_plus_one(g, op_slice_cols(g, qkv, 0, dqk));
-        Tensor *k = elu_plus_one(g, op_slice_cols(g, qkv, dqk, dqk));
+        Tensor *q = op_elu1_cols(g, qkv, 0, dqk, 1.0f), *k = op_elu1_cols(g, qkv, dqk, dqk, 1.0f);
         Tensor *v = op_slice_cols(g, qkv, 2 * dqk, d);
         y = op_causal_linear_attn(g, q, k, v, H, true, log_eta);
     } else {
-        Tensor *v = op_slice_cols(g, qkv, 0, d);
-        Tensor *q = op_slice_cols(g, qkv, d, dqk), *k = op_slice_cols(g, qkv, d + dqk, dqk);
-        if (c->approx_fn == APPROX_ELU) {
-            q = elu_plus_one(g, q);
-            k = elu_plus_one(g, k);
+        Tensor *v = op_slice_cols(g, qkv, 0, d), *q, *k;
+        const float ks = c->scale_B ? (float)(1.0 / sqrt((double)dh)) : 1.0f;
+        if (c->approx_fn == APPROX_ELU) { /* feature maps read their columns of qkv */
+            q = op_elu1_cols(g, qkv, d, dqk, 1.0f);
+            k = op_elu1_cols(g, qkv, d + dqk, dqk, ks);
+        } else {
+            q = op_slice_cols(g, qkv, d, dqk), k = op_slice_cols(g, qkv, d + dqk, dqk);
+            if (c->scale_B) k = op_scale(g, k, ks);
         }
-        if (c->scale_B) k = op_scale(g, k, (float)(1.0 / sqrt((double)dh)));
         Tensor *num = op_causal_linear_attn(g, q, k, v, H, false, NULL);
         Tensor *act = a->offset ? op_add_cols(g, n, &a->offset->t) : n; /* a = n + o_h, (B, L, H) */
         Tensor *m = op_exp(g, op_scale(g, apply_norm_fn(g, c->norm_fn, act), -1.0f));

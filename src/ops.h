@@ -34,6 +34,11 @@ Tensor *op_elu(Graph *g, Tensor *x);                        /* alpha = 1 */
 Tensor *op_softplus(Graph *g, Tensor *x);                   /* log(1+e^x); x > 20 -> x (PyTorch) */
 Tensor *op_sigmoid(Graph *g, Tensor *x);
 Tensor *op_relu(Graph *g, Tensor *x);
+/* s * (elu(x[..., c0:c0+C]) + 1): the linear-attention feature map on a
+ * column window of x, the values of op_scale(op_add_scalar(op_elu(
+ * op_slice_cols(x, c0, C)), 1), s) (no scale op when s = 1) without the
+ * copies and intermediate tensors. */
+Tensor *op_elu1_cols(Graph *g, Tensor *x, int c0, int C, float s);
 
 /* ---- linear algebra (ops/linear.c), OpenBLAS sgemm ---- */
 /* y[..., out] = x[..., in] W^T + b, W (out, in), b (out) or NULL. */

@@ -2,6 +2,7 @@
  * sigmoid, ReLU.  One forward and one backward kernel per activation,
  * selected by ActKind, so every op shares the same blocking and dispatch. */
 #include <math.h>
+#include <string.h>
 
 #include "../ops.h"
 #include "../simd_math.h"
@@ -224,3 +225,157 @@ Tensor *op_elu(Graph *g, Tensor *x) { return activation(g, x, ACT_ELU); }
 Tensor *op_softplus(Graph *g, Tensor *x) { return activation(g, x, ACT_SOFTPLUS); }
 Tensor *op_sigmoid(Graph *g, Tensor *x) { return activation(g, x, ACT_SIGMOID); }
 Tensor *op_relu(Graph *g, Tensor *x) { return activation(g, x, ACT_RELU); }
+
+/* ------------------------------------- feature map elu + 1 on a window
+ *
+ * y = s (elu(x) + 1) on the columns [c0, c0 + C) of x, dx = s dy elu'(x)
+ * with elu'(x) = elu(x) + 1 for x <= 0 (recomputed from x).  The
+ * operations are those of op_elu, op_add_scalar(., 1) and op_scale(., s)
+ * in turn (s = 1 skips the scale), so the values are the same bits. */
+
+static void elu1_fwd_rows_scalar(const float *x, size_t ldx, float *y, size_t rows, size_t C, float s)
+{
+#pragma omp parallel for schedule(static) if (rows * C >= KERNEL_PAR_MIN)
+    for (size_t r = 0; r < rows; r++)
+        for (size_t c = 0; c < C; c++) {
+            float u = act_scalar(ACT_ELU, x[r * ldx + c]) + 1.0f;
+            y[r * C + c] = s == 1.0f ? u : s * u + 0.0f;
+        }
+}
+
+static void elu1_bwd_rows_scalar(const float *x, size_t ldx, const float *y, const float *dy, float *dx,
+                                 size_t lddx, size_t rows, size_t C, float s, bool acc)
+{
+#pragma omp parallel for schedule(static) if (rows * C >= KERNEL_PAR_MIN)
+    for (size_t r = 0; r < rows; r++)
+        for (size_t c = 0; c < C; c++) {
+            const float xv = x[r * ldx + c];
+            const float g = s == 1.0f ? dy[r * C + c] : s * dy[r * C + c] + 0.0f;
+            /* s = 1: y = elu(x) + 1, the derivative for x <= 0 */
+            const float de = s == 1.0f ? (xv > 0.0f ? 1.0f : y[r * C + c])
+                                       : dact_scalar(ACT_ELU, xv, act_scalar(ACT_ELU, xv));
+            const float d = g * de;
+            float *o = dx + r * lddx + c;
+            *o = acc ? *o + d : d;
+        }
+}
+
+#if SIMD_AVX2
+static void elu1_fwd_rows_avx2(const float *x, size_t ldx, float *y, size_t rows, size_t C, float s)
+{
+    const __m256i tail = simd_tail_mask(C % 8);
+    const __m256 one = _mm256_set1_ps(1.0f), vs = _mm256_set1_ps(s), zero = _mm256_setzero_ps();
+    const size_t Cv = C & ~(size_t)7;
+#pragma omp parallel for schedule(static) if (rows * C >= KERNEL_PAR_MIN)
+    for (size_t r = 0; r < rows; r++) {
+        const float *xr = x + r * ldx;
+        float *yr = y + r * C;
+        for (size_t c = 0; c < C; c += 8) {
+            const int full = c < Cv;
+            const __m256 xv = full ? _mm256_loadu_ps(xr + c) : _mm256_maskload_ps(xr + c, tail);
+            __m256 u = _mm256_fmadd_ps(one, act_v8(ACT_ELU, xv), one);
+            if (s != 1.0f) u = _mm256_fmadd_ps(vs, u, zero);
+            if (full)
+                _mm256_storeu_ps(yr + c, u);
+            else
+                _mm256_maskstore_ps(yr + c, tail, u);
+        }
+    }
+}
+
+/* y: the forward's output; with s = 1 it is elu(x) + 1 itself, the
+ * derivative for x <= 0, so nothing is recomputed */
+static void elu1_bwd_rows_avx2(const float *x, size_t ldx, const float *y, const float *dy, float *dx,
+                               size_t lddx, size_t rows, size_t C, float s, bool acc)
+{
+    const __m256i tail = simd_tail_mask(C % 8);
+    const __m256 vs = _mm256_set1_ps(s), zero = _mm256_setzero_ps(), one = _mm256_set1_ps(1.0f);
+    const size_t Cv = C & ~(size_t)7;
+#pragma omp parallel for schedule(static) if (rows * C >= KERNEL_PAR_MIN)
+    for (size_t r = 0; r < rows; r++) {
+        const float *xr = x + r * ldx, *yr = y + r * C, *gr = dy + r * C;
+        float *o = dx + r * lddx;
+        for (size_t c = 0; c < C; c += 8) {
+            const int full = c < Cv;
+#define LDM(p) (full ? _mm256_loadu_ps(p) : _mm256_maskload_ps((p), tail))
+            const __m256 xv = LDM(xr + c);
+            __m256 g = LDM(gr + c);
+            __m256 d;
+            if (s != 1.0f) {
+                g = _mm256_fmadd_ps(vs, g, zero);
+                d = dact_v8(ACT_ELU, xv, act_v8(ACT_ELU, xv));
+            } else { /* elu'(x) = 1 for x > 0, y for x <= 0 */
+                d = _mm256_blendv_ps(LDM(yr + c), one, _mm256_cmp_ps(xv, zero, _CMP_GT_OQ));
+            }
+            __m256 v = _mm256_mul_ps(g, d); /* added, not fused: as slice_cols adds it */
+            if (acc) v = _mm256_add_ps(LDM(o + c), v);
+#undef LDM
+            if (full)
+                _mm256_storeu_ps(o + c, v);
+            else
+                _mm256_maskstore_ps(o + c, tail, v);
+        }
+    }
+}
+#endif
+
+void k_elu1_cols_fwd_scalar(const float *x, size_t ldx, float *y, size_t rows, size_t C, float s)
+{
+    elu1_fwd_rows_scalar(x, ldx, y, rows, C, s);
+}
+void k_elu1_cols_bwd_scalar(const float *x, size_t ldx, const float *y, const float *dy, float *dx, size_t lddx,
+                            size_t rows, size_t C, float s, bool acc)
+{
+    elu1_bwd_rows_scalar(x, ldx, y, dy, dx, lddx, rows, C, s, acc);
+}
+#if SIMD_AVX2
+void k_elu1_cols_fwd_avx2(const float *x, size_t ldx, float *y, size_t rows, size_t C, float s)
+{
+    elu1_fwd_rows_avx2(x, ldx, y, rows, C, s);
+}
+void k_elu1_cols_bwd_avx2(const float *x, size_t ldx, const float *y, const float *dy, float *dx, size_t lddx,
+                          size_t rows, size_t C, float s, bool acc)
+{
+    elu1_bwd_rows_avx2(x, ldx, y, dy, dx, lddx, rows, C, s, acc);
+}
+#define ELU1_IMPL(name) name##_avx2
+#else
+#define ELU1_IMPL(name) name##_scalar
+#endif
+
+/* iarg[0] = c0; farg[0] = s */
+static void elu1_cols_backward(Graph *g, TapeEntry *e)
+{
+    Tensor *x = e->in[0];
+    bool fresh;
+    float *dx = tensor_grad_fresh(g, x, &fresh);
+    if (!dx) return;
+    const size_t ldx = (size_t)tensor_cols(x), rows = tensor_rows(x), C = (size_t)tensor_cols(e->out);
+    const size_t c0 = (size_t)e->iarg[0];
+    if (fresh && C < ldx) { /* zeros outside the window, then the window is written */
+#pragma omp parallel for schedule(static) if (rows * ldx >= KERNEL_PAR_MIN)
+        for (size_t r = 0; r < rows; r++) {
+            memset(dx + r * ldx, 0, c0 * sizeof *dx);
+            memset(dx + r * ldx + c0 + C, 0, (ldx - c0 - C) * sizeof *dx);
+        }
+    }
+    ELU1_IMPL(k_elu1_cols_bwd)(x->data + c0, ldx, e->out->data, e->out->grad, dx + c0, ldx, rows, C, e->farg[0],
+                               !fresh);
+}
+
+Tensor *op_elu1_cols(Graph *g, Tensor *x, int c0, int C, float s)
+{
+    const int cols = tensor_cols(x);
+    if (c0 < 0 || C < 1 || c0 > cols - C) op_shape_error("elu1_cols", "column window outside", x, NULL);
+    int shape[TENSOR_MAX_DIMS];
+    for (int i = 0; i < x->ndim; i++) shape[i] = x->shape[i];
+    shape[x->ndim - 1] = C;
+    Tensor *y = tensor_new(g, x->ndim, shape);
+    ELU1_IMPL(k_elu1_cols_fwd)(x->data + c0, (size_t)cols, y->data, tensor_rows(x), (size_t)C, s);
+    if (graph_wants_grad(g, x, NULL, NULL, NULL)) {
+        TapeEntry *e = graph_record(g, "elu1_cols", elu1_cols_backward, y, x, NULL, NULL, NULL);
+        e->iarg[0] = c0;
+        e->farg[0] = s;
+    }
+    return y;
+}
