@@ -23,20 +23,24 @@
 void k_layernorm_fwd_row(const float *x, const float *gamma, const float *beta, float eps,
                          float *y, float *mean, float *rstd, size_t n);
 /* With xhat = (x - mean) rstd and g = dy * gamma:
- *   dx     += rstd (g - mean(g) - xhat mean(g xhat))
+ *   dx     += rstd (g - mean(g) - xhat mean(g xhat))   (dx_acc; else dx =, dx
+ *                                                     may be uninitialised)
  *   dgamma += dy xhat,   dbeta += dy          (any of the three may be NULL) */
 void k_layernorm_bwd_row(const float *x, const float *dy, const float *gamma, float mean,
-                         float rstd, float *dx, float *dgamma, float *dbeta, size_t n);
+                         float rstd, float *dx, float *dgamma, float *dbeta, size_t n,
+                         bool dx_acc);
 
 void k_layernorm_fwd_row_scalar(const float *x, const float *gamma, const float *beta,
                                 float eps, float *y, float *mean, float *rstd, size_t n);
 void k_layernorm_bwd_row_scalar(const float *x, const float *dy, const float *gamma, float mean,
-                                float rstd, float *dx, float *dgamma, float *dbeta, size_t n);
+                                float rstd, float *dx, float *dgamma, float *dbeta, size_t n,
+                         bool dx_acc);
 #if SIMD_AVX2
 void k_layernorm_fwd_row_avx2(const float *x, const float *gamma, const float *beta, float eps,
                               float *y, float *mean, float *rstd, size_t n);
 void k_layernorm_bwd_row_avx2(const float *x, const float *dy, const float *gamma, float mean,
-                              float rstd, float *dx, float *dgamma, float *dbeta, size_t n);
+                              float rstd, float *dx, float *dgamma, float *dbeta, size_t n,
+                         bool dx_acc);
 #endif
 
 /* ---- softmax (ops/softmax.c) ---- */

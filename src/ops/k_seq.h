@@ -85,15 +85,15 @@ void k_conv1d_silu_bwd_avx2(const float *x, size_t ldx, const float *wt, const f
 
 /* ---- GLU (ops/glu.c) ----
  * u (rows, 2d) = [a | b] per row, y (rows, d) = a * sigmoid(b).
- * Backward accumulates into du (rows, 2d):
+ * Backward accumulates (acc) or stores (!acc) into du (rows, 2d):
  *   du_a += dy sigmoid(b),  du_b += dy a sigmoid(b) (1 - sigmoid(b)). */
 void k_glu_fwd(const float *u, float *y, size_t rows, size_t d);
-void k_glu_bwd(const float *u, const float *dy, float *du, size_t rows, size_t d);
+void k_glu_bwd(const float *u, const float *dy, float *du, size_t rows, size_t d, bool acc);
 void k_glu_fwd_scalar(const float *u, float *y, size_t rows, size_t d);
-void k_glu_bwd_scalar(const float *u, const float *dy, float *du, size_t rows, size_t d);
+void k_glu_bwd_scalar(const float *u, const float *dy, float *du, size_t rows, size_t d, bool acc);
 #if SIMD_AVX2
 void k_glu_fwd_avx2(const float *u, float *y, size_t rows, size_t d);
-void k_glu_bwd_avx2(const float *u, const float *dy, float *du, size_t rows, size_t d);
+void k_glu_bwd_avx2(const float *u, const float *dy, float *du, size_t rows, size_t d, bool acc);
 #endif
 
 /* ---- dropout (ops/dropout.c) ----
