@@ -121,7 +121,11 @@ Tensor *attention_forward(const AttentionLayer *a, const ModelConfig *c, Graph *
         qkv = a->conv_w ? NULL : op_slice_cols(g, proj, 0, d + 2 * dqk); /* the conv reads proj */
         n = op_slice_cols(g, proj, d + 2 * dqk, H); /* never through the conv */
     }
-    if (a->conv_w) qkv = op_conv1d_silu(g, proj, 0, d + 2 * dqk, &a->conv_w->t, &a->conv_b->t);
+    Tensor *vqk[3] = {NULL, NULL, NULL}; /* norm attention: v, q, k written apart by the conv */
+    if (a->conv_w && norm)
+        op_conv1d_silu_split(g, proj, 0, 3, (int[]){d, dqk, dqk}, &a->conv_w->t, &a->conv_b->t, vqk);
+    else if (a->conv_w)
+        qkv = op_conv1d_silu(g, proj, 0, d + 2 * dqk, &a->conv_w->t, &a->conv_b->t);
 
     Tensor *y;
     if (c->kind == MODEL_SM_ATTENTION) {
@@ -132,13 +136,17 @@ Tensor *attention_forward(const AttentionLayer *a, const ModelConfig *c, Graph *
         Tensor *v = op_slice_cols(g, qkv, 2 * dqk, d);
         y = op_causal_linear_attn(g, q, k, v, H, true, log_eta);
     } else {
-        Tensor *v = op_slice_cols(g, qkv, 0, d), *q, *k;
+        /* v, q, k: the conv's outputs, or columns of qkv */
+        Tensor *v = vqk[0] ? vqk[0] : op_slice_cols(g, qkv, 0, d), *q, *k;
+        Tensor *qsrc = vqk[1] ? vqk[1] : qkv, *ksrc = vqk[2] ? vqk[2] : qkv;
+        const int q0 = vqk[1] ? 0 : d, k0 = vqk[2] ? 0 : d + dqk;
         const float ks = c->scale_B ? (float)(1.0 / sqrt((double)dh)) : 1.0f;
-        if (c->approx_fn == APPROX_ELU) { /* feature maps read their columns of qkv */
-            q = op_elu1_cols(g, qkv, d, dqk, 1.0f);
-            k = op_elu1_cols(g, qkv, d + dqk, dqk, ks);
+        if (c->approx_fn == APPROX_ELU) { /* feature maps read their columns in place */
+            q = op_elu1_cols(g, qsrc, q0, dqk, 1.0f);
+            k = op_elu1_cols(g, ksrc, k0, dqk, ks);
         } else {
-            q = op_slice_cols(g, qkv, d, dqk), k = op_slice_cols(g, qkv, d + dqk, dqk);
+            q = vqk[1] ? vqk[1] : op_slice_cols(g, qkv, d, dqk);
+            k = vqk[2] ? vqk[2] : op_slice_cols(g, qkv, d + dqk, dqk);
             if (c->scale_B) k = op_scale(g, k, ks);
         }
         Tensor *num = op_causal_linear_attn(g, q, k, v, H, false, NULL);

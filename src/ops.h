@@ -95,6 +95,11 @@ Tensor *op_conv1d_causal(Graph *g, Tensor *x, Tensor *w, Tensor *b);
  * op_slice_cols(x, c0, C), w, b)) with no slice copy and no stored conv
  * output (the backward recomputes it); w C*K elements, b (C) or NULL. */
 Tensor *op_conv1d_silu(Graph *g, Tensor *x, int c0, int C, Tensor *w, Tensor *b);
+/* The same with the output channels split into n_parts (1..4) tensors
+ * outs[p] (B, L, widths[p]), C = sum of widths: the values of op_slice_cols
+ * on op_conv1d_silu's output, without the copies. */
+void op_conv1d_silu_split(Graph *g, Tensor *x, int c0, int n_parts, const int *widths, Tensor *w, Tensor *b,
+                          Tensor **outs);
 /* GLU (ops/glu.c): u (..., 2d) = [a | b] -> a * sigmoid(b), (..., d). */
 Tensor *op_glu(Graph *g, Tensor *u);
 /* Inverted dropout (ops/dropout.c): identity when !g->training or p == 0.

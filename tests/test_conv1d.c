@@ -430,6 +430,107 @@ START_TEST(test_conv1d_silu_bit_identical_for_1_and_2_threads)
 }
 END_TEST
 
+/* Split output: parts p (B, L, widths[p]); `skip` (>= 0) is a part left
+ * out of the result (nobody differentiates it).  The result is the sum of
+ * each used part times a different constant, reduced to its first part's
+ * width by slicing, so every used part's gradient differs. */
+typedef struct SplitCase {
+    int c0, n, widths[3], split, skip;
+} SplitCase;
+
+static Tensor *fwd_split(Graph *g, Tensor **in, void *ctx)
+{
+    const SplitCase *c = ctx;
+    Tensor *parts[3];
+    int C = 0;
+    for (int p = 0; p < c->n; p++) C += c->widths[p];
+    if (c->split) {
+        op_conv1d_silu_split(g, in[0], c->c0, c->n, c->widths, in[1], in[2], parts);
+    } else {
+        Tensor *y = op_conv1d_silu(g, in[0], c->c0, C, in[1], in[2]);
+        for (int p = 0, off = 0; p < c->n; off += c->widths[p], p++) parts[p] = op_slice_cols(g, y, off, c->widths[p]);
+    }
+    int wmin = c->widths[0];
+    for (int p = 1; p < c->n; p++) wmin = c->widths[p] < wmin ? c->widths[p] : wmin;
+    Tensor *out = NULL;
+    for (int p = 0; p < c->n; p++) {
+        if (p == c->skip) continue;
+        Tensor *t = op_scale(g, op_slice_cols(g, parts[p], 0, wmin), 1.0f + 0.5f * (float)p);
+        out = out ? op_add(g, out, t) : t;
+    }
+    return out;
+}
+
+static float *split_run(SplitCase c, Tensor *x, Tensor *w, Tensor *b, size_t *n_out)
+{
+    Graph g;
+    graph_init(&g, 1 << 22, 1);
+    graph_begin(&g, 0, false, true);
+    float *junk = graph_scratch(&g, (1 << 22) - 4096);
+    for (size_t i = 0; i < ((1 << 22) - 4096) / 4; i++) junk[i] = NAN;
+    graph_begin(&g, 1, false, true);
+    x->grad = w->grad = b->grad = NULL;
+    Tensor *y = fwd_split(&g, (Tensor *[]){x, w, b}, &c);
+    float *dout = malloc(y->numel * 4);
+    test_fill_uniform(dout, y->numel, 79, -1, 1);
+    graph_backward_from(&g, y, dout);
+    *n_out = y->numel + x->numel + w->numel + b->numel;
+    float *out = malloc(*n_out * 4), *p = out;
+    memcpy(p, y->data, y->numel * 4), p += y->numel;
+    memcpy(p, x->grad, x->numel * 4), p += x->numel;
+    memcpy(p, w->grad, w->numel * 4), p += w->numel;
+    memcpy(p, b->grad, b->numel * 4);
+    x->grad = w->grad = b->grad = NULL;
+    free(dout);
+    graph_free(&g);
+    return out;
+}
+
+START_TEST(test_conv1d_silu_split_same_bits_as_slices_of_conv1d_silu)
+{
+    /* B, L, cols, c0, K, widths: tails, a window inside x, parts of 1 */
+    static const int shapes[][8] = {{2, 5, 9, 0, 4, 3, 3, 3}, {3, 70, 40, 2, 4, 13, 8, 16}, {1, 9, 7, 1, 3, 1, 2, 1}};
+    for (size_t s = 0; s < 3; s++) {
+        const int B = shapes[s][0], L = shapes[s][1], cols = shapes[s][2], K = shapes[s][4];
+        SplitCase c = {.c0 = shapes[s][3], .n = 3, .widths = {shapes[s][5], shapes[s][6], shapes[s][7]}};
+        const int C = c.widths[0] + c.widths[1] + c.widths[2];
+        Tensor *x = test_tensor(3, (int[]){B, L, cols}, true);
+        Tensor *w = test_tensor(2, (int[]){C, K}, true);
+        Tensor *b = test_tensor(1, (int[]){C}, true);
+        test_fill_uniform(x->data, x->numel, s + 50, -3, 3);
+        test_fill_uniform(w->data, w->numel, s + 51, -1, 1);
+        test_fill_uniform(b->data, b->numel, s + 52, -1, 1);
+        for (int skip = -1; skip < 3; skip++) {
+            size_t n1, n2;
+            c.skip = skip, c.split = 0;
+            float *ref = split_run(c, x, w, b, &n1);
+            c.split = 1;
+            float *got = split_run(c, x, w, b, &n2);
+            ck_assert_uint_eq(n1, n2);
+            for (size_t i = 0; i < n1; i++)
+                ck_assert_msg(memcmp(&got[i], &ref[i], 4) == 0, "shape %zu skip %d element %zu: %.9g vs %.9g", s,
+                              skip, i, got[i], ref[i]);
+            free(ref), free(got);
+        }
+        test_tensor_free(x), test_tensor_free(w), test_tensor_free(b);
+    }
+}
+END_TEST
+
+START_TEST(test_conv1d_silu_split_gradients_match_finite_differences)
+{
+    SplitCase c = {.c0 = 1, .n = 2, .widths = {3, 4}, .split = 1, .skip = -1};
+    Tensor *x = test_tensor(3, (int[]){2, 4, 9}, true);
+    Tensor *w = test_tensor(2, (int[]){7, 3}, true);
+    Tensor *b = test_tensor(1, (int[]){7}, true);
+    test_fill_uniform(x->data, x->numel, 60, -2, 2);
+    test_fill_uniform(w->data, w->numel, 61, -1, 1);
+    test_fill_uniform(b->data, b->numel, 62, -1, 1);
+    ck_assert(gradcheck("conv1d_silu_split", fwd_split, &c, (Tensor *[]){x, w, b}, 3, GRADCHECK_DEFAULTS));
+    test_tensor_free(x), test_tensor_free(w), test_tensor_free(b);
+}
+END_TEST
+
 Suite *suite_conv1d(void)
 {
     Suite *s = suite_create("conv1d");
@@ -445,6 +546,8 @@ Suite *suite_conv1d(void)
     tcase_add_test(tc, test_conv1d_silu_gradients_match_finite_differences);
     tcase_add_test(tc, test_conv1d_silu_avx2_matches_scalar);
     tcase_add_test(tc, test_conv1d_silu_bit_identical_for_1_and_2_threads);
+    tcase_add_test(tc, test_conv1d_silu_split_same_bits_as_slices_of_conv1d_silu);
+    tcase_add_test(tc, test_conv1d_silu_split_gradients_match_finite_differences);
     suite_add_tcase(s, tc);
     return s;
 }
