@@ -4,8 +4,10 @@
  * needs a gradient, append a TapeEntry holding a hand-written backward
  * function.  graph_backward walks the tape in reverse; every backward
  * *accumulates* (+=) into its inputs' gradients, so a tensor used twice
- * receives the sum.  Nothing is recorded when grad is disabled (evaluation,
- * spectra), which makes the tape free there. */
+ * receives the sum (a backward that is first to reach a gradient may store
+ * instead, see tensor_grad_fresh and tensor_grad_adopt).  Nothing is
+ * recorded when grad is disabled (evaluation, spectra), which makes the
+ * tape free there. */
 #ifndef SEQEIG_GRAPH_H
 #define SEQEIG_GRAPH_H
 
