@@ -81,8 +81,6 @@ static double norm_eig(NormFn fn, float a0, float a1)
     return exp(f0 - f1);
 }
 
-static Tensor *elu_plus_one(Graph *g, Tensor *x) { return op_add_scalar(g, op_elu(g, x), 1.0f); }
-
 static Tensor *apply_norm_fn(Graph *g, NormFn fn, Tensor *x)
 {
     switch (fn) {
@@ -120,29 +118,37 @@ Tensor *attention_forward(const AttentionLayer *a, const ModelConfig *c, Graph *
     Tensor *proj = op_linear(g, u, &a->proj_w->t, &a->proj_b->t);
     Tensor *qkv = proj, *n = NULL; /* qkv: the conv channels ([q|k|v], norm: [v|q|k]) */
     if (norm) {
-        qkv = op_slice_cols(g, proj, 0, d + 2 * dqk);
+        qkv = a->conv_w ? NULL : op_slice_cols(g, proj, 0, d + 2 * dqk); /* the conv reads proj */
         n = op_slice_cols(g, proj, d + 2 * dqk, H); /* never through the conv */
     }
-    if (a->conv_w) qkv = op_silu(g, op_conv1d_causal(g, qkv, &a->conv_w->t, &a->conv_b->t));
+    Tensor *vqk[3] = {NULL, NULL, NULL}; /* norm attention: v, q, k written apart by the conv */
+    if (a->conv_w && norm)
+        op_conv1d_silu_split(g, proj, 0, 3, (int[]){d, dqk, dqk}, &a->conv_w->t, &a->conv_b->t, vqk);
+    else if (a->conv_w)
+        qkv = op_conv1d_silu(g, proj, 0, d + 2 * dqk, &a->conv_w->t, &a->conv_b->t);
 
     Tensor *y;
     if (c->kind == MODEL_SM_ATTENTION) {
-        Tensor *q = op_slice_cols(g, qkv, 0, dqk), *k = op_slice_cols(g, qkv, dqk, dqk);
-        Tensor *v = op_slice_cols(g, qkv, 2 * dqk, d);
-        y = op_causal_softmax_attn(g, q, k, v, H, (float)(1.0 / sqrt((double)dh)), log_eta);
+        /* q, k, v read in place from the columns of qkv */
+        y = op_causal_softmax_attn_qkv(g, qkv, dqk, d, H, (float)(1.0 / sqrt((double)dh)), log_eta);
     } else if (c->kind == MODEL_LIN_ATTENTION) {
-        Tensor *q = elu_plus_one(g, op_slice_cols(g, qkv, 0, dqk));
-        Tensor *k = elu_plus_one(g, op_slice_cols(g, qkv, dqk, dqk));
+        Tensor *q = op_elu1_cols(g, qkv, 0, dqk, 1.0f), *k = op_elu1_cols(g, qkv, dqk, dqk, 1.0f);
         Tensor *v = op_slice_cols(g, qkv, 2 * dqk, d);
         y = op_causal_linear_attn(g, q, k, v, H, true, log_eta);
     } else {
-        Tensor *v = op_slice_cols(g, qkv, 0, d);
-        Tensor *q = op_slice_cols(g, qkv, d, dqk), *k = op_slice_cols(g, qkv, d + dqk, dqk);
-        if (c->approx_fn == APPROX_ELU) {
-            q = elu_plus_one(g, q);
-            k = elu_plus_one(g, k);
+        /* v, q, k: the conv's outputs, or columns of qkv */
+        Tensor *v = vqk[0] ? vqk[0] : op_slice_cols(g, qkv, 0, d), *q, *k;
+        Tensor *qsrc = vqk[1] ? vqk[1] : qkv, *ksrc = vqk[2] ? vqk[2] : qkv;
+        const int q0 = vqk[1] ? 0 : d, k0 = vqk[2] ? 0 : d + dqk;
+        const float ks = c->scale_B ? (float)(1.0 / sqrt((double)dh)) : 1.0f;
+        if (c->approx_fn == APPROX_ELU) { /* feature maps read their columns in place */
+            q = op_elu1_cols(g, qsrc, q0, dqk, 1.0f);
+            k = op_elu1_cols(g, ksrc, k0, dqk, ks);
+        } else {
+            q = vqk[1] ? vqk[1] : op_slice_cols(g, qkv, d, dqk);
+            k = vqk[2] ? vqk[2] : op_slice_cols(g, qkv, d + dqk, dqk);
+            if (c->scale_B) k = op_scale(g, k, ks);
         }
-        if (c->scale_B) k = op_scale(g, k, (float)(1.0 / sqrt((double)dh)));
         Tensor *num = op_causal_linear_attn(g, q, k, v, H, false, NULL);
         Tensor *act = a->offset ? op_add_cols(g, n, &a->offset->t) : n; /* a = n + o_h, (B, L, H) */
         Tensor *m = op_exp(g, op_scale(g, apply_norm_fn(g, c->norm_fn, act), -1.0f));

@@ -249,6 +249,7 @@ void attn_sm_transpose(const float *src, int lds, int n, int m, float *dst, int 
 
 typedef struct AttnDims {
     int B, L, H, dk, dv;
+    int ldq, ldv, ldy; /* row strides of q and k, of v, of y and dy */
     float scale;
 } AttnDims;
 
@@ -268,7 +269,7 @@ static void fwd_block(const AttnDims *d, const float *q, const float *k, const f
                       float *lse, double *log_eta, int bh, int q0, float *work)
 {
     const int L = d->L, H = d->H, dk = d->dk, dv = d->dv;
-    const int ldq = H * dk, ldv = H * dv, b = bh / H, h = bh % H;
+    const int ldq = d->ldq, ldv = d->ldv, b = bh / H, h = bh % H;
     const int nq = imin(ATTN_SM_BQ, L - q0);
     const float *Qb = q + ((size_t)b * L + q0) * ldq + (size_t)h * dk;
     const float *Kh = k + (size_t)b * L * ldq + (size_t)h * dk;
@@ -302,11 +303,11 @@ static void fwd_block(const AttnDims *d, const float *q, const float *k, const f
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, dv, nk, 1.0f, S, ATTN_SM_BK,
                     Vh + (size_t)k0 * ldv, ldv, k0 > 0 ? 1.0f : 0.0f, O, dv);
     }
-    float *Yb = y + ((size_t)b * L + q0) * ldv + (size_t)h * dv;
+    float *Yb = y + ((size_t)b * L + q0) * d->ldy + (size_t)h * dv;
     for (int r = 0; r < nq; r++) {
         const float lr = l[r];
         const float *o = O + (size_t)r * dv;
-        float *yr = Yb + (size_t)r * ldv;
+        float *yr = Yb + (size_t)r * d->ldy;
         for (int j = 0; j < dv; j++) yr[j] = o[j] / lr;
     }
     const size_t row0 = (size_t)bh * L + q0;
@@ -330,9 +331,10 @@ static void bwd_head(const AttnDims *d, const float *q, const float *k, const fl
                      float *gv, int bh, float *work)
 {
     const int L = d->L, H = d->H, dk = d->dk, dv = d->dv;
-    const int ldq = H * dk, ldv = H * dv, b = bh / H, h = bh % H;
+    const int ldq = d->ldq, ldv = d->ldv, ldy = d->ldy, b = bh / H, h = bh % H;
     const size_t oq = (size_t)b * L * ldq + (size_t)h * dk, ov = (size_t)b * L * ldv + (size_t)h * dv;
-    const float *Qh = q + oq, *Kh = k + oq, *Vh = v + ov, *dYh = dy + ov;
+    const size_t oy = (size_t)b * L * ldy + (size_t)h * dv;
+    const float *Qh = q + oq, *Kh = k + oq, *Vh = v + ov, *dYh = dy + oy;
     const float *lse_h = lse + (size_t)bh * L;
     float *P = work;
     float *dS = P + line_floats((size_t)ATTN_SM_BQ * ATTN_SM_BK);
@@ -340,7 +342,7 @@ static void bwd_head(const AttnDims *d, const float *q, const float *k, const fl
     float *KT = D + line_floats((size_t)L);
     float *VT = KT + line_floats((size_t)dk * ATTN_SM_BK);
 
-    attn_sm_rowdot(dYh, ldv, y + ov, ldv, L, dv, D);
+    attn_sm_rowdot(dYh, ldy, y + oy, ldy, L, dv, D);
     for (int k0 = 0; k0 < L; k0 += ATTN_SM_BK) {
         const int nk_full = imin(ATTN_SM_BK, L - k0);
         /* k and v of this key block transposed once for all query blocks:
@@ -352,15 +354,15 @@ static void bwd_head(const AttnDims *d, const float *q, const float *k, const fl
             const int nq = imin(ATTN_SM_BQ, L - q0);
             const int nk = imin(nk_full, q0 + nq - k0);
             const float *Qb = Qh + (size_t)q0 * ldq, *Kb = Kh + (size_t)k0 * ldq;
-            const float *dYb = dYh + (size_t)q0 * ldv;
+            const float *dYb = dYh + (size_t)q0 * ldy;
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, nk, dk, d->scale, Qb, ldq, KT,
                         ATTN_SM_BK, 0.0f, P, ATTN_SM_BK);
             attn_sm_bwd_probs(P, ATTN_SM_BK, nq, nk, q0 - k0, lse_h + q0);
             if (gv)
                 cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, dv, nq, 1.0f, P, ATTN_SM_BK,
-                            dYb, ldv, 1.0f, gv + ov + (size_t)k0 * ldv, ldv);
+                            dYb, ldy, 1.0f, gv + ov + (size_t)k0 * ldv, ldv);
             if (!gq && !gk) continue;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, nk, dv, 1.0f, dYb, ldv, VT,
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, nk, dv, 1.0f, dYb, ldy, VT,
                         ATTN_SM_BK, 0.0f, dS, ATTN_SM_BK);
             for (int r = 0; r < nq; r++) {
                 const float Dr = D[q0 + r];
@@ -381,25 +383,68 @@ static void bwd_head(const AttnDims *d, const float *q, const float *k, const fl
 static AttnDims dims_of(const Tensor *q, const Tensor *v, int H, float scale)
 {
     return (AttnDims){.B = q->shape[0], .L = q->shape[1], .H = H, .dk = q->shape[2] / H,
-                      .dv = v->shape[2] / H, .scale = scale};
+                      .dv = v->shape[2] / H, .ldq = q->shape[2], .ldv = v->shape[2],
+                      .ldy = v->shape[2], .scale = scale};
+}
+
+/* Backward of all (b, h); gq, gk, gv may be NULL.  zero_qkv (packed form,
+ * fresh gradient): each (b, h) first zeroes its own columns of q, k and v
+ * in the shared gradient (rows of batch b), so no separate zero-fill pass
+ * runs over it. */
+static void backward_all(Graph *g, const AttnDims *d, const float *q, const float *k, const float *v,
+                         const float *y, const float *dy, const float *lse, float *gq, float *gk,
+                         float *gv, bool zero_qkv)
+{
+    const size_t per = bwd_work_floats(d);
+    float *work = graph_scratch(g, (size_t)omp_get_max_threads() * per * sizeof(float));
+    const int nbh = d->B * d->H;
+#pragma omp parallel
+    {
+        float *w = work + (size_t)omp_get_thread_num() * per;
+#pragma omp for schedule(dynamic, 1)
+        for (int bh = 0; bh < nbh; bh++) {
+            if (zero_qkv) {
+                const int b = bh / d->H, h = bh % d->H;
+                for (int t = 0; t < d->L; t++) {
+                    const size_t rq = ((size_t)b * d->L + t) * d->ldq + (size_t)h * d->dk;
+                    const size_t rv = ((size_t)b * d->L + t) * d->ldv + (size_t)h * d->dv;
+                    memset(gq + rq, 0, (size_t)d->dk * sizeof(float));
+                    memset(gk + rq, 0, (size_t)d->dk * sizeof(float));
+                    memset(gv + rv, 0, (size_t)d->dv * sizeof(float));
+                }
+            }
+            bwd_head(d, q, k, v, y, dy, lse, gq, gk, gv, bh, w);
+        }
+    }
 }
 
 static void causal_softmax_attn_backward(Graph *g, TapeEntry *e)
 {
     Tensor *q = e->in[0], *k = e->in[1], *v = e->in[2];
     const AttnDims d = dims_of(q, v, e->iarg[0], e->farg[0]);
-    const float *lse = e->ctx;
     float *gq = tensor_grad(g, q), *gk = tensor_grad(g, k), *gv = tensor_grad(g, v);
-    const float *y = e->out->data, *dy = e->out->grad;
-    const size_t per = bwd_work_floats(&d);
+    backward_all(g, &d, q->data, k->data, v->data, e->out->data, e->out->grad, e->ctx, gq, gk, gv, false);
+}
+
+/* Forward of all (b, h, query block) items into y; lse may be NULL. */
+static void forward_all(Graph *g, const AttnDims *d, const float *q, const float *k, const float *v,
+                        float *y, float *lse, double *log_eta)
+{
+    const int nqb = (d->L + ATTN_SM_BQ - 1) / ATTN_SM_BQ;
+    const long n_items = (long)d->B * d->H * nqb;
+    const size_t per = fwd_work_floats(d);
     float *work = graph_scratch(g, (size_t)omp_get_max_threads() * per * sizeof(float));
-    const int nbh = d.B * d.H;
 #pragma omp parallel
     {
         float *w = work + (size_t)omp_get_thread_num() * per;
+        /* each item is independent, so any schedule gives the same result;
+         * dynamic with the costly (late) query blocks first balances the
+         * triangular work */
 #pragma omp for schedule(dynamic, 1)
-        for (int bh = 0; bh < nbh; bh++)
-            bwd_head(&d, q->data, k->data, v->data, y, dy, lse, gq, gk, gv, bh, w);
+        for (long it = 0; it < n_items; it++) {
+            const int bh = (int)(it / nqb), qb = nqb - 1 - (int)(it % nqb);
+            fwd_block(d, q, k, v, y, lse, log_eta, bh, qb * ATTN_SM_BQ, w);
+        }
     }
 }
 
@@ -417,29 +462,60 @@ Tensor *op_causal_softmax_attn(Graph *g, Tensor *q, Tensor *k, Tensor *v, int H,
     Tensor *y = tensor_new(g, 3, v->shape);
     const bool record = graph_wants_grad(g, q, k, v, NULL);
     float *lse = record ? graph_scratch(g, (size_t)d.B * d.H * d.L * sizeof(float)) : NULL;
-
-    const int nqb = (d.L + ATTN_SM_BQ - 1) / ATTN_SM_BQ;
-    const long n_items = (long)d.B * d.H * nqb;
-    const size_t per = fwd_work_floats(&d);
-    float *work = graph_scratch(g, (size_t)omp_get_max_threads() * per * sizeof(float));
-#pragma omp parallel
-    {
-        float *w = work + (size_t)omp_get_thread_num() * per;
-        /* each item is independent, so any schedule gives the same result;
-         * dynamic with the costly (late) query blocks first balances the
-         * triangular work */
-#pragma omp for schedule(dynamic, 1)
-        for (long it = 0; it < n_items; it++) {
-            const int bh = (int)(it / nqb), qb = nqb - 1 - (int)(it % nqb);
-            fwd_block(&d, q->data, k->data, v->data, y->data, lse, log_eta, bh, qb * ATTN_SM_BQ, w);
-        }
-    }
+    forward_all(g, &d, q->data, k->data, v->data, y->data, lse, log_eta);
 
     if (record) {
         TapeEntry *e = graph_record(g, name, causal_softmax_attn_backward, y, q, k, v, NULL);
         e->ctx = lse;
         e->iarg[0] = H;
         e->farg[0] = scale;
+    }
+    return y;
+}
+
+/* ------------------------------------------------------------ packed q|k|v */
+
+typedef struct PackedCtx {
+    AttnDims d;
+    const float *lse;
+} PackedCtx;
+
+static void causal_softmax_attn_qkv_backward(Graph *g, TapeEntry *e)
+{
+    Tensor *qkv = e->in[0];
+    const PackedCtx *c = e->ctx;
+    const AttnDims *d = &c->d;
+    bool fresh;
+    float *gp = tensor_grad_fresh(g, qkv, &fresh);
+    if (!gp) return;
+    const size_t ldp = (size_t)d->ldq, used = (size_t)d->H * (2 * (size_t)d->dk + d->dv);
+    if (fresh && used < ldp) { /* columns right of v get no gradient here */
+        const size_t rows = (size_t)d->B * d->L;
+        for (size_t r = 0; r < rows; r++) memset(gp + r * ldp + used, 0, (ldp - used) * sizeof(float));
+    }
+    const size_t kof = (size_t)d->H * d->dk, vof = 2 * kof;
+    backward_all(g, d, qkv->data, qkv->data + kof, qkv->data + vof, e->out->data, e->out->grad, c->lse, gp,
+                 gp + kof, gp + vof, fresh);
+}
+
+Tensor *op_causal_softmax_attn_qkv(Graph *g, Tensor *qkv, int dqk, int dv, int H, float scale,
+                                   double *log_eta)
+{
+    static const char *name = "causal_softmax_attn_qkv";
+    if (qkv->ndim != 3 || dqk < 1 || dv < 1 || 2 * dqk + dv > qkv->shape[2])
+        op_shape_error(name, "qkv must be (B, L, >= 2 dqk + dv)", qkv, NULL);
+    if (H < 1 || dqk % H != 0 || dv % H != 0) op_shape_error(name, "H must divide dqk and dv", qkv, NULL);
+    const AttnDims d = {.B = qkv->shape[0], .L = qkv->shape[1], .H = H, .dk = dqk / H, .dv = dv / H,
+                        .ldq = qkv->shape[2], .ldv = qkv->shape[2], .ldy = dv, .scale = scale};
+    Tensor *y = tensor_new(g, 3, (int[]){d.B, d.L, dv});
+    const bool record = graph_wants_grad(g, qkv, NULL, NULL, NULL);
+    float *lse = record ? graph_scratch(g, (size_t)d.B * d.H * d.L * sizeof(float)) : NULL;
+    forward_all(g, &d, qkv->data, qkv->data + dqk, qkv->data + 2 * dqk, y->data, lse, log_eta);
+    if (record) {
+        TapeEntry *e = graph_record(g, name, causal_softmax_attn_qkv_backward, y, qkv, NULL, NULL, NULL);
+        PackedCtx *c = graph_scratch(g, sizeof *c);
+        *c = (PackedCtx){.d = d, .lse = lse};
+        e->ctx = c;
     }
     return y;
 }

@@ -53,6 +53,15 @@
 Tensor *op_causal_softmax_attn(Graph *g, Tensor *q, Tensor *k, Tensor *v, int H, float scale,
                                double *log_eta);
 
+/* The same on q, k, v packed in the columns of one tensor, as a fused
+ * projection produces them: q = qkv[..., 0:dqk], k = qkv[..., dqk:2 dqk],
+ * v = qkv[..., 2 dqk:2 dqk + dv] (qkv may have more columns, which get no
+ * gradient).  The kernels read and write these column windows in place,
+ * so no slice is copied; same values as op_causal_softmax_attn on the
+ * three slices. */
+Tensor *op_causal_softmax_attn_qkv(Graph *g, Tensor *qkv, int dqk, int dv, int H, float scale,
+                                   double *log_eta);
+
 /* ---- tile kernels (exposed for the tests; scalar reference + AVX2) ----
  *
  * A tile holds nq rows of nk scores with row stride lds.  Row r is query

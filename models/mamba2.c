@@ -223,7 +223,7 @@ static Tensor *ssd_layer(const Model *m, const Mamba2Layer *l, Graph *g, Tensor 
     const bool lti = c->pseudo_lti;
 
     Tensor *zx = op_linear(g, u, &l->in_proj_w->t, NULL);          /* (B, L, C + n_dt) */
-    Tensor *xBC = op_slice_cols(g, zx, 0, C);
+    Tensor *xBC = l->conv_w ? NULL : op_slice_cols(g, zx, 0, C); /* the conv reads zx */
     Tensor *dt = op_slice_cols(g, zx, C, lti ? 1 : H);
     if (lti) {
         /* broadcast the single dt channel to the H heads: ones (., H) * dt (., 1), exact */
@@ -232,10 +232,12 @@ static Tensor *ssd_layer(const Model *m, const Mamba2Layer *l, Graph *g, Tensor 
     }
     Tensor *delta = op_softplus(g, op_add_cols(g, dt, &l->dt_bias->t));   /* (B, L, H) */
 
-    if (l->conv_w) xBC = op_silu(g, op_conv1d_causal(g, xBC, &l->conv_w->t, &l->conv_b->t));
-    Tensor *x = op_slice_cols(g, xBC, 0, d);
-    Tensor *Bm = op_slice_cols(g, xBC, d, N);
-    Tensor *Cm = op_slice_cols(g, xBC, d + N, N);
+    Tensor *xbc[3]; /* x, B, C: the conv writes them apart (no slice copies) */
+    if (l->conv_w)
+        op_conv1d_silu_split(g, zx, 0, 3, (int[]){d, N, N}, &l->conv_w->t, &l->conv_b->t, xbc);
+    else
+        xbc[0] = op_slice_cols(g, xBC, 0, d), xbc[1] = op_slice_cols(g, xBC, d, N), xbc[2] = op_slice_cols(g, xBC, d + N, N);
+    Tensor *x = xbc[0], *Bm = xbc[1], *Cm = xbc[2];
 
     Tensor *y;
     if (!lti) {

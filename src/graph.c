@@ -115,6 +115,30 @@ float *tensor_grad(Graph *g, Tensor *t)
     return t->grad;
 }
 
+float *tensor_grad_fresh(Graph *g, Tensor *t, bool *fresh)
+{
+    *fresh = false;
+    if (!t || !t->requires_grad) return NULL;
+    Tensor *owner = t->base ? t->base : t;
+    if (!owner->grad) {
+        owner->grad = arena_alloc(&g->arena, owner->numel * sizeof(float));
+        *fresh = true;
+    }
+    t->grad = owner->grad;
+    return t->grad;
+}
+
+bool tensor_grad_adopt(Graph *g, Tensor *t, float *buf)
+{
+    (void)g;
+    if (!t || !t->requires_grad) return false;
+    Tensor *owner = t->base ? t->base : t;
+    if (owner->grad) return false;
+    owner->grad = buf;
+    t->grad = buf;
+    return true;
+}
+
 static void run_tape(Graph *g)
 {
     for (TapeEntry *e = g->tape; e; e = e->prev) {

@@ -4,8 +4,10 @@
  * needs a gradient, append a TapeEntry holding a hand-written backward
  * function.  graph_backward walks the tape in reverse; every backward
  * *accumulates* (+=) into its inputs' gradients, so a tensor used twice
- * receives the sum.  Nothing is recorded when grad is disabled (evaluation,
- * spectra), which makes the tape free there. */
+ * receives the sum (a backward that is first to reach a gradient may store
+ * instead, see tensor_grad_fresh and tensor_grad_adopt).  Nothing is
+ * recorded when grad is disabled (evaluation, spectra), which makes the
+ * tape free there. */
 #ifndef SEQEIG_GRAPH_H
 #define SEQEIG_GRAPH_H
 
@@ -72,6 +74,21 @@ TapeEntry *graph_record(Graph *g, const char *name, BackwardFn fn, Tensor *out, 
 /* Gradient buffer of t (zero-filled on first request). NULL if t does not
  * require grad, so backward functions can skip inputs that need nothing. */
 float *tensor_grad(Graph *g, Tensor *t);
+
+/* Gradient buffer of t for a backward that can STORE its contribution:
+ * when t has no gradient yet, the buffer is allocated without zero-filling
+ * and *fresh is set to true: the caller must then write every element
+ * (y = v instead of y += v; same values as accumulating into zeros, without
+ * the zero-fill pass and the extra read).  Otherwise the existing buffer is
+ * returned, *fresh = false, and the caller accumulates.  NULL (and *fresh =
+ * false) if t does not require grad. */
+float *tensor_grad_fresh(Graph *g, Tensor *t, bool *fresh);
+
+/* Give t the buffer `buf` (t->numel floats) as its gradient if t requires
+ * grad and has none yet; returns whether it did.  For backwards whose
+ * gradient is the identity (add, add_scalar): `buf` is the op's output
+ * gradient, which nothing reads after that backward, so no copy is made. */
+bool tensor_grad_adopt(Graph *g, Tensor *t, float *buf);
 
 /* d(loss)/d(loss) = 1 for a 1-element tensor, then run the tape backwards. */
 void graph_backward(Graph *g, Tensor *loss);

@@ -34,6 +34,11 @@ Tensor *op_elu(Graph *g, Tensor *x);                        /* alpha = 1 */
 Tensor *op_softplus(Graph *g, Tensor *x);                   /* log(1+e^x); x > 20 -> x (PyTorch) */
 Tensor *op_sigmoid(Graph *g, Tensor *x);
 Tensor *op_relu(Graph *g, Tensor *x);
+/* s * (elu(x[..., c0:c0+C]) + 1): the linear-attention feature map on a
+ * column window of x, the values of op_scale(op_add_scalar(op_elu(
+ * op_slice_cols(x, c0, C)), 1), s) (no scale op when s = 1) without the
+ * copies and intermediate tensors. */
+Tensor *op_elu1_cols(Graph *g, Tensor *x, int c0, int C, float s);
 
 /* ---- linear algebra (ops/linear.c), OpenBLAS sgemm ---- */
 /* y[..., out] = x[..., in] W^T + b, W (out, in), b (out) or NULL. */
@@ -85,6 +90,16 @@ Tensor *op_mul_heads(Graph *g, Tensor *x, Tensor *s);
  * elements laid out (C, K) (PyTorch (C, 1, K)), b (C) or NULL.
  * y[b,t,c] = b[c] + sum_j w[c,j] x[b, t-K+1+j, c] (zero before t=0). */
 Tensor *op_conv1d_causal(Graph *g, Tensor *x, Tensor *w, Tensor *b);
+/* SiLU of the causal conv of the column window [c0, c0 + C) of x (B, L,
+ * cols) (ops/conv1d.c): the values of op_silu(op_conv1d_causal(
+ * op_slice_cols(x, c0, C), w, b)) with no slice copy and no stored conv
+ * output (the backward recomputes it); w C*K elements, b (C) or NULL. */
+Tensor *op_conv1d_silu(Graph *g, Tensor *x, int c0, int C, Tensor *w, Tensor *b);
+/* The same with the output channels split into n_parts (1..4) tensors
+ * outs[p] (B, L, widths[p]), C = sum of widths: the values of op_slice_cols
+ * on op_conv1d_silu's output, without the copies. */
+void op_conv1d_silu_split(Graph *g, Tensor *x, int c0, int n_parts, const int *widths, Tensor *w, Tensor *b,
+                          Tensor **outs);
 /* GLU (ops/glu.c): u (..., 2d) = [a | b] -> a * sigmoid(b), (..., d). */
 Tensor *op_glu(Graph *g, Tensor *u);
 /* Inverted dropout (ops/dropout.c): identity when !g->training or p == 0.

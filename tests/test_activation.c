@@ -81,9 +81,13 @@ START_TEST(test_activation_backward_matches_double_derivative)
     for (int k = 0; k < ACT_COUNT; k++) {
         k_act_fwd((ActKind)k, x, y, n);
         for (size_t i = 0; i < n; i++) dx[i] = 0.5f; /* backward accumulates */
-        k_act_bwd((ActKind)k, x, y, dy, dx, n);
+        k_act_bwd((ActKind)k, x, y, dy, dx, n, true);
         for (size_t i = 0; i < n; i++) ref[i] = (float)(0.5 + (double)dy[i] * ref_df((ActKind)k, x[i]));
         ck_assert_msg(test_close_ratio(dx, ref, n, 1e-6, 1e-5, act_label[k]) <= 1.0, "%s", act_label[k]);
+        for (size_t i = 0; i < n; i++) dx[i] = NAN; /* store: every element overwritten */
+        k_act_bwd((ActKind)k, x, y, dy, dx, n, false);
+        for (size_t i = 0; i < n; i++) ref[i] = (float)((double)dy[i] * ref_df((ActKind)k, x[i]));
+        ck_assert_msg(test_close_ratio(dx, ref, n, 1e-6, 1e-5, act_label[k]) <= 1.0, "store %s", act_label[k]);
     }
     free(x), free(y), free(dy), free(dx), free(ref);
 }
@@ -122,7 +126,7 @@ START_TEST(test_softplus_threshold_follows_pytorch)
     ck_assert_float_eq(y[2], 25.0f);
     ck_assert_float_eq_tol(y[0], (float)log1p(exp(20.0)), 1e-5);
     ck_assert(y[3] > 0.0f && y[3] < 2e-11f); /* e^-25, not rounded to 0 */
-    k_act_bwd(ACT_SOFTPLUS, x, y, dy, dx, 4);
+    k_act_bwd(ACT_SOFTPLUS, x, y, dy, dx, 4, true);
     ck_assert_float_eq(dx[1], 1.0f);
     ck_assert_float_eq(dx[2], 1.0f);
 }
@@ -141,10 +145,13 @@ START_TEST(test_activation_avx2_matches_scalar)
             k_act_fwd_avx2((ActKind)k, x, y2, n);
             double atol = k == ACT_GELU ? 1e-9 : 1e-30; /* see the forward test */
             ck_assert_msg(test_close_ratio(y2, y1, n, atol, 1e-6, act_label[k]) <= 1.0, "fwd %s", act_label[k]);
-            memset(d1, 0, n * 4), memset(d2, 0, n * 4);
-            k_act_bwd_scalar((ActKind)k, x, y1, dy, d1, n);
-            k_act_bwd_avx2((ActKind)k, x, y1, dy, d2, n);
-            ck_assert_msg(test_close_ratio(d2, d1, n, 1e-7, 1e-6, act_label[k]) <= 1.0, "bwd %s", act_label[k]);
+            for (int acc = 0; acc < 2; acc++) {
+                for (size_t i = 0; i < n; i++) d1[i] = d2[i] = acc ? 0.25f : NAN;
+                k_act_bwd_scalar((ActKind)k, x, y1, dy, d1, n, acc);
+                k_act_bwd_avx2((ActKind)k, x, y1, dy, d2, n, acc);
+                ck_assert_msg(test_close_ratio(d2, d1, n, 1e-7, 1e-6, act_label[k]) <= 1.0, "bwd %s acc %d",
+                              act_label[k], acc);
+            }
         }
         free(x), free(y1), free(y2), free(dy), free(d1), free(d2);
     }
@@ -162,15 +169,138 @@ START_TEST(test_activation_same_bits_for_one_and_two_threads)
     for (int k = 0; k < ACT_COUNT; k++) {
         omp_set_num_threads(1);
         k_act_fwd((ActKind)k, x, y1, n);
-        memset(d1, 0, n * 4);
-        k_act_bwd((ActKind)k, x, y1, dy, d1, n);
+        memset(d1, 0xff, n * 4);
+        k_act_bwd((ActKind)k, x, y1, dy, d1, n, false);
         omp_set_num_threads(2);
         k_act_fwd((ActKind)k, x, y2, n);
-        memset(d2, 0, n * 4);
-        k_act_bwd((ActKind)k, x, y2, dy, d2, n);
+        memset(d2, 0xff, n * 4); /* NaN: the store variant must overwrite it */
+        k_act_bwd((ActKind)k, x, y2, dy, d2, n, false);
         ck_assert_msg(memcmp(y1, y2, n * 4) == 0 && memcmp(d1, d2, n * 4) == 0, "%s", act_label[k]);
     }
     free(x), free(dy), free(y1), free(y2), free(d1), free(d2);
+}
+END_TEST
+
+/* ------------------------------------------------------ elu1 on a window */
+
+typedef struct Elu1Case {
+    int c0, C, fused, also_slice;
+    float s;
+} Elu1Case;
+
+static Tensor *fwd_elu1(Graph *g, Tensor **in, void *ctx)
+{
+    const Elu1Case *c = ctx;
+    Tensor *x = in[0], *y;
+    if (c->fused) {
+        y = op_elu1_cols(g, x, c->c0, c->C, c->s);
+    } else {
+        y = op_add_scalar(g, op_elu(g, op_slice_cols(g, x, c->c0, c->C)), 1.0f);
+        if (c->s != 1.0f) y = op_scale(g, y, c->s);
+    }
+    /* a later consumer of the window: the feature map's backward then adds
+     * into an existing gradient */
+    if (c->also_slice) y = op_mul(g, y, op_slice_cols(g, x, c->c0, c->C));
+    return y;
+}
+
+/* y and x's gradient, concatenated (malloc'd), from an arena left full of
+ * NaN by an earlier step. */
+static float *elu1_run(Elu1Case c, Tensor *x, int threads)
+{
+    omp_set_num_threads(threads);
+    Graph g;
+    graph_init(&g, 1 << 22, 1);
+    graph_begin(&g, 0, false, true);
+    float *junk = graph_scratch(&g, (1 << 22) - 4096);
+    for (size_t i = 0; i < ((1 << 22) - 4096) / 4; i++) junk[i] = NAN;
+    graph_begin(&g, 1, false, true);
+    x->grad = NULL;
+    Tensor *y = fwd_elu1(&g, &x, &c);
+    float *dy = malloc(y->numel * 4), *out = malloc((y->numel + x->numel) * 4);
+    test_fill_uniform(dy, y->numel, 91, -1, 1);
+    graph_backward_from(&g, y, dy);
+    memcpy(out, y->data, y->numel * 4);
+    memcpy(out + y->numel, x->grad, x->numel * 4);
+    x->grad = NULL;
+    free(dy);
+    graph_free(&g);
+    return out;
+}
+
+START_TEST(test_elu1_cols_same_bits_as_slice_elu_add_scale_chain)
+{
+    /* rows, cols, c0, C */
+    static const int shapes[][4] = {{1, 1, 0, 1}, {5, 20, 3, 9}, {7, 24, 8, 16}, {130, 45, 40, 5}, {600, 130, 1, 128}};
+    static const float scales[] = {1.0f, 0.3535534f};
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
+        for (int mode = 0; mode < 4; mode++) {
+            Tensor *x = test_tensor(2, (int[]){shapes[i][0], shapes[i][1]}, true);
+            test_fill_uniform(x->data, x->numel, 90 + i, -4, 4);
+            Elu1Case c = {.c0 = shapes[i][2], .C = shapes[i][3], .also_slice = mode & 1, .s = scales[mode >> 1]};
+            const size_t n = (size_t)shapes[i][0] * c.C + x->numel;
+            c.fused = 0;
+            float *ref = elu1_run(c, x, 2);
+            c.fused = 1;
+            float *got = elu1_run(c, x, 2);
+            for (size_t j = 0; j < n; j++)
+                ck_assert_msg(memcmp(&got[j], &ref[j], 4) == 0, "shape %zu mode %d element %zu: %.9g vs %.9g", i,
+                              mode, j, got[j], ref[j]);
+            free(ref), free(got);
+            test_tensor_free(x);
+        }
+}
+END_TEST
+
+START_TEST(test_elu1_cols_gradient_matches_finite_differences)
+{
+    Tensor *x = test_tensor(3, (int[]){2, 3, 13}, true);
+    test_fill_uniform(x->data, x->numel, 95, -3, 3);
+    for (size_t i = 0; i < x->numel; i++) /* away from the kink at 0 */
+        if (fabsf(x->data[i]) < 0.05f) x->data[i] += 0.1f;
+    Elu1Case c = {.c0 = 2, .C = 9, .fused = 1, .also_slice = 1, .s = 0.7f};
+    ck_assert(gradcheck("elu1_cols", fwd_elu1, &c, &x, 1, GRADCHECK_DEFAULTS));
+    test_tensor_free(x);
+}
+END_TEST
+
+START_TEST(test_elu1_cols_avx2_matches_scalar_and_leaves_other_columns)
+{
+#if SIMD_AVX2
+    const size_t rows = 37, ldx = 29, c0 = 3, C = 21;
+    float *x = malloc(rows * ldx * 4), *dy = malloc(rows * C * 4), *y1 = malloc(rows * C * 4),
+          *y2 = malloc(rows * C * 4), *d1 = malloc(rows * ldx * 4), *d2 = malloc(rows * ldx * 4);
+    test_fill_uniform(x, rows * ldx, 96, -4, 4);
+    test_fill_uniform(dy, rows * C, 97, -1, 1);
+    k_elu1_cols_fwd_scalar(x + c0, ldx, y1, rows, C, 0.5f);
+    k_elu1_cols_fwd_avx2(x + c0, ldx, y2, rows, C, 0.5f);
+    ck_assert_close(y2, y1, rows * C, 1e-7, 1e-6, "elu1 fwd avx2");
+    for (int mode = 0; mode < 4; mode++) {
+        const int acc = mode & 1;
+        const float sc = mode & 2 ? 1.0f : 0.5f;
+        k_elu1_cols_fwd_scalar(x + c0, ldx, y1, rows, C, sc);
+        for (size_t i = 0; i < rows * ldx; i++) d1[i] = d2[i] = 0.25f;
+        k_elu1_cols_bwd_scalar(x + c0, ldx, y1, dy, d1 + c0, ldx, rows, C, sc, acc);
+        k_elu1_cols_bwd_avx2(x + c0, ldx, y1, dy, d2 + c0, ldx, rows, C, sc, acc);
+        ck_assert_close(d2, d1, rows * ldx, 1e-7, 1e-6, "elu1 bwd avx2");
+        for (size_t r = 0; r < rows; r++)
+            for (size_t j = 0; j < ldx; j++)
+                if (j < c0 || j >= c0 + C) ck_assert_float_eq(d2[r * ldx + j], 0.25f);
+    }
+    free(x), free(dy), free(y1), free(y2), free(d1), free(d2);
+#endif
+}
+END_TEST
+
+START_TEST(test_elu1_cols_bit_identical_for_1_and_2_threads)
+{
+    Tensor *x = test_tensor(2, (int[]){900, 200}, true); /* 900 x 120 window >= KERNEL_PAR_MIN */
+    test_fill_uniform(x->data, x->numel, 98, -4, 4);
+    Elu1Case c = {.c0 = 40, .C = 120, .fused = 1, .also_slice = 0, .s = 0.5f};
+    float *r1 = elu1_run(c, x, 1), *r2 = elu1_run(c, x, 2);
+    ck_assert(memcmp(r1, r2, (900 * 120 + x->numel) * 4) == 0);
+    free(r1), free(r2);
+    test_tensor_free(x);
 }
 END_TEST
 
@@ -185,6 +315,10 @@ Suite *suite_activation(void)
     tcase_add_test(tc, test_softplus_threshold_follows_pytorch);
     tcase_add_test(tc, test_activation_avx2_matches_scalar);
     tcase_add_test(tc, test_activation_same_bits_for_one_and_two_threads);
+    tcase_add_test(tc, test_elu1_cols_same_bits_as_slice_elu_add_scale_chain);
+    tcase_add_test(tc, test_elu1_cols_gradient_matches_finite_differences);
+    tcase_add_test(tc, test_elu1_cols_avx2_matches_scalar_and_leaves_other_columns);
+    tcase_add_test(tc, test_elu1_cols_bit_identical_for_1_and_2_threads);
     suite_add_tcase(s, tc);
     return s;
 }

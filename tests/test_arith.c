@@ -11,6 +11,16 @@ static Tensor *fwd_scale(Graph *g, Tensor **in, void *ctx) { (void)ctx; return o
 static Tensor *fwd_add_scalar(Graph *g, Tensor **in, void *ctx) { (void)ctx; return op_add_scalar(g, in[0], 0.5f); }
 /* x used twice: gradients must accumulate */
 static Tensor *fwd_square(Graph *g, Tensor **in, void *ctx) { (void)ctx; return op_mul(g, in[0], in[0]); }
+static Tensor *fwd_double(Graph *g, Tensor **in, void *ctx) { (void)ctx; return op_add(g, in[0], in[0]); }
+/* x reaches the output four ways: add_scalar and add hand their output
+ * gradient on without a copy when x has none yet, the others add to it */
+static Tensor *fwd_mixed(Graph *g, Tensor **in, void *ctx)
+{
+    (void)ctx;
+    Tensor *x = in[0];
+    Tensor *h = op_add(g, op_add_scalar(g, x, 1.0f), x);
+    return op_mul(g, op_add(g, h, op_scale(g, x, 0.75f)), op_add_scalar(g, h, -0.5f));
+}
 
 static const int shapes[][3] = {{1, 1, 1}, {1, 1, 7}, {2, 3, 9}, {3, 5, 17}};
 
@@ -58,6 +68,8 @@ START_TEST(test_tensor_used_twice_accumulates_gradient)
     Tensor *x = test_tensor(2, (int[]){3, 11}, true);
     test_fill_uniform(x->data, x->numel, 3, -1, 1);
     ck_assert(gradcheck("square", fwd_square, NULL, &x, 1, GRADCHECK_DEFAULTS));
+    ck_assert(gradcheck("x + x", fwd_double, NULL, &x, 1, GRADCHECK_DEFAULTS));
+    ck_assert(gradcheck("mixed uses", fwd_mixed, NULL, &x, 1, GRADCHECK_DEFAULTS));
     test_tensor_free(x);
 }
 END_TEST

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "../models/attn_softmax.h"
+#include "../src/ops.h"
 #include "testutil.h"
 
 typedef struct Shape {
@@ -343,6 +344,95 @@ END_TEST
 
 /* ------------------------------------------------------------------ kernels */
 
+/* ------------------------------------------------------------ packed q|k|v */
+
+/* Packed form vs the op on the three slices: the same bits for y, log_eta
+ * and a fresh gradient of the packed tensor (extra columns get zeros).  Runs in
+ * an arena left full of NaN by an earlier step, so a gradient element the
+ * packed backward forgets to write shows up; `also_slice` adds a later
+ * consumer of qkv so the packed backward accumulates into an existing
+ * gradient. */
+static void run_packed(Shape s, int extra, int packed, int also_slice, const float *p0, const float *dy,
+                       float *y, double *eta, float *grad)
+{
+    const int dqk = s.H * s.dk, dv = s.H * s.dv, W = 2 * dqk + dv + extra;
+    Tensor *qkv = test_tensor(3, (int[]){s.B, s.L, W}, true);
+    memcpy(qkv->data, p0, qkv->numel * 4);
+    Graph g;
+    graph_init(&g, 1 << 22, 1);
+    graph_begin(&g, 0, false, true);
+    float *junk = graph_scratch(&g, (1 << 22) - 4096);
+    for (size_t i = 0; i < ((1 << 22) - 4096) / 4; i++) junk[i] = NAN;
+    graph_begin(&g, 1, false, true);
+    const float sc = scale_of(&s);
+    Tensor *out;
+    if (packed) {
+        out = op_causal_softmax_attn_qkv(&g, qkv, dqk, dv, s.H, sc, eta);
+    } else {
+        Tensor *q = op_slice_cols(&g, qkv, 0, dqk), *k = op_slice_cols(&g, qkv, dqk, dqk);
+        Tensor *v = op_slice_cols(&g, qkv, 2 * dqk, dv);
+        out = op_causal_softmax_attn(&g, q, k, v, s.H, sc, eta);
+    }
+    if (also_slice) out = op_add(&g, out, op_slice_cols(&g, qkv, dqk, dv));
+    memcpy(y, out->data, out->numel * 4);
+    graph_backward_from(&g, out, dy);
+    memcpy(grad, qkv->grad, qkv->numel * 4);
+    qkv->grad = NULL;
+    graph_free(&g);
+    test_tensor_free(qkv);
+}
+
+START_TEST(test_packed_qkv_same_bits_as_three_slices)
+{
+    static const Shape shapes[] = {{1, 1, 1, 1, 1}, {2, 7, 2, 3, 5}, {2, 77, 1, 8, 3}, {1, 130, 2, 16, 8}};
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
+        for (int mode = 0; mode < 4; mode++) {
+            const Shape s = shapes[i];
+            const int extra = mode & 1 ? 3 : 0, also_slice = mode >> 1;
+            const size_t rows = (size_t)s.B * s.L, W = 2 * (size_t)s.H * s.dk + (size_t)s.H * s.dv + extra;
+            const size_t ny = rows * s.H * s.dv, ne = (size_t)s.B * s.H * s.L;
+            float *p0 = malloc(rows * W * 4), *dy = malloc(ny * 4);
+            test_fill_uniform(p0, rows * W, 60 + i, -1, 1);
+            test_fill_uniform(dy, ny, 70 + i, -1, 1);
+            float *y1 = malloc(ny * 4), *y2 = malloc(ny * 4), *g1 = malloc(rows * W * 4), *g2 = malloc(rows * W * 4);
+            double *e1 = malloc(ne * 8), *e2 = malloc(ne * 8);
+            run_packed(s, extra, 0, also_slice, p0, dy, y1, e1, g1);
+            run_packed(s, extra, 1, also_slice, p0, dy, y2, e2, g2);
+            ck_assert_msg(memcmp(y1, y2, ny * 4) == 0, "y, shape %zu mode %d", i, mode);
+            ck_assert_msg(memcmp(e1, e2, ne * 8) == 0, "log_eta, shape %zu mode %d", i, mode);
+            if (!also_slice) {
+                for (size_t j = 0; j < rows * W; j++)
+                    ck_assert_msg(memcmp(&g1[j], &g2[j], 4) == 0, "grad, shape %zu mode %d element %zu: %g vs %g",
+                                  i, mode, j, g1[j], g2[j]);
+            } else {
+                /* accumulating into an existing gradient adds the per-block
+                 * terms to it one by one instead of to their own sum first:
+                 * a few roundings of values of size <= ~10 */
+                ck_assert_close(g2, g1, rows * W, 1e-5, 1e-6, "packed grad, accumulated");
+            }
+            free(p0), free(dy), free(y1), free(y2), free(g1), free(g2), free(e1), free(e2);
+        }
+}
+END_TEST
+
+START_TEST(test_packed_qkv_bit_identical_for_1_and_2_threads)
+{
+    const Shape s = {3, 130, 2, 8, 8};
+    const size_t rows = (size_t)s.B * s.L, W = 2 * 16 + 16, ny = rows * 16, ne = (size_t)s.B * s.H * s.L;
+    float *p0 = malloc(rows * W * 4), *dy = malloc(ny * 4);
+    test_fill_uniform(p0, rows * W, 80, -1, 1);
+    test_fill_uniform(dy, ny, 81, -1, 1);
+    float *y1 = malloc(ny * 4), *y2 = malloc(ny * 4), *g1 = malloc(rows * W * 4), *g2 = malloc(rows * W * 4);
+    double *e1 = malloc(ne * 8), *e2 = malloc(ne * 8);
+    omp_set_num_threads(1);
+    run_packed(s, 0, 1, 0, p0, dy, y1, e1, g1);
+    omp_set_num_threads(2);
+    run_packed(s, 0, 1, 0, p0, dy, y2, e2, g2);
+    ck_assert(memcmp(y1, y2, ny * 4) == 0 && memcmp(g1, g2, rows * W * 4) == 0 && memcmp(e1, e2, ne * 8) == 0);
+    free(p0), free(dy), free(y1), free(y2), free(g1), free(g2), free(e1), free(e2);
+}
+END_TEST
+
 START_TEST(test_tile_kernels_avx2_match_scalar)
 {
 #if SIMD_AVX2
@@ -429,6 +519,8 @@ Suite *suite_attn_softmax(void)
     tcase_add_test(tc, test_shared_q_and_k_gradients_accumulate);
     tcase_add_test(tc, test_backward_matches_double_reference);
     tcase_add_test(tc, test_results_bit_identical_for_1_2_3_threads);
+    tcase_add_test(tc, test_packed_qkv_same_bits_as_three_slices);
+    tcase_add_test(tc, test_packed_qkv_bit_identical_for_1_and_2_threads);
     tcase_add_test(tc, test_tile_kernels_avx2_match_scalar);
     tcase_add_test(tc, test_fwd_tile_masks_causally);
     suite_add_tcase(s, tc);

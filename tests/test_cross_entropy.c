@@ -135,6 +135,47 @@ START_TEST(test_cross_entropy_gradient_matches_float64_softmax_minus_onehot)
 }
 END_TEST
 
+/* Fresh gradients are written without zero-fill: run in an arena whose
+ * memory holds NaN from an earlier step, so any element the backward
+ * forgets to write shows up.  A gradient that already exists is
+ * accumulated into. */
+START_TEST(test_cross_entropy_backward_writes_fresh_and_accumulates_existing_gradient)
+{
+    enum { N = 7, V = 19 };
+    Tensor *x = test_tensor(2, (int[]){N, V}, true);
+    test_fill_uniform(x->data, x->numel, 71, -3, 3);
+    int32_t *lab = xe_labels(N, V);
+    lab[2] = IGNORE_INDEX; /* its fresh row must come out as zeros */
+    float ref[N * V];
+    int nv;
+    xe_reference(x->data, lab, N, V, &nv, ref);
+    Graph g;
+    graph_init(&g, 1 << 20, 1);
+    graph_begin(&g, 0, true, true);
+    float *junk = graph_scratch(&g, (1 << 20) - 4096);
+    for (size_t i = 0; i < ((1 << 20) - 4096) / sizeof(float); i++) junk[i] = NAN;
+    for (int pass = 0; pass < 2; pass++) {
+        graph_begin(&g, 1, true, true);
+        float *prev = NULL;
+        if (pass == 1) { /* existing gradient: 0.5 everywhere */
+            prev = graph_scratch(&g, sizeof ref);
+            for (int i = 0; i < N * V; i++) prev[i] = 0.5f;
+            x->grad = prev;
+        }
+        Tensor *loss = op_cross_entropy(&g, x, lab, NULL);
+        graph_backward(&g, loss);
+        if (pass == 1) ck_assert_ptr_eq(x->grad, prev);
+        float want[N * V];
+        for (int i = 0; i < N * V; i++) want[i] = ref[i] + (pass == 1 ? 0.5f : 0.0f);
+        ck_assert_close(x->grad, want, (size_t)(N * V), 1e-6, 1e-5, "cross entropy grad");
+        x->grad = NULL;
+    }
+    graph_free(&g);
+    free(lab);
+    test_tensor_free(x);
+}
+END_TEST
+
 START_TEST(test_cross_entropy_stats_on_known_logits_with_ties)
 {
     /* V = 20 spans two vector chunks (lanes 0..7, 8..15, tail 16..19).
@@ -256,9 +297,14 @@ START_TEST(test_cross_entropy_avx2_row_kernels_match_scalar)
         ck_assert_close(&s2, &s1, 1, 0, 1e-6, "xent sum avx2");
         test_fill_uniform(dx1, n, n + 100, -1, 1);
         memcpy(dx2, dx1, n * 4);
-        k_xent_bwd_row_scalar(x, m1, 0.37f / s1, dx1, n);
-        k_xent_bwd_row_avx2(x, m1, 0.37f / s1, dx2, n);
+        k_xent_bwd_row_scalar(x, m1, 0.37f / s1, dx1, n, true);
+        k_xent_bwd_row_avx2(x, m1, 0.37f / s1, dx2, n, true);
         ck_assert_close(dx2, dx1, n, 1e-7, 1e-5, "xent bwd avx2");
+        /* store variant: garbage in dx must not leak through */
+        for (size_t i = 0; i < n; i++) dx1[i] = NAN, dx2[i] = 1e30f;
+        k_xent_bwd_row_scalar(x, m1, 0.37f / s1, dx1, n, false);
+        k_xent_bwd_row_avx2(x, m1, 0.37f / s1, dx2, n, false);
+        ck_assert_close(dx2, dx1, n, 1e-7, 1e-5, "xent bwd store avx2");
         free(x), free(dx1), free(dx2);
     }
 #endif
@@ -296,6 +342,7 @@ Suite *suite_cross_entropy(void)
     tcase_add_test(tc, test_cross_entropy_all_rows_ignored_gives_zero_loss_and_gradient);
     tcase_add_test(tc, test_cross_entropy_backward_matches_finite_differences);
     tcase_add_test(tc, test_cross_entropy_gradient_matches_float64_softmax_minus_onehot);
+    tcase_add_test(tc, test_cross_entropy_backward_writes_fresh_and_accumulates_existing_gradient);
     tcase_add_test(tc, test_cross_entropy_stats_on_known_logits_with_ties);
     tcase_add_test(tc, test_cross_entropy_large_magnitude_logits_stay_finite_and_correct);
     tcase_add_test(tc, test_cross_entropy_bit_identical_for_1_and_2_threads);

@@ -80,11 +80,16 @@ START_TEST(test_glu_avx2_matches_scalar)
         k_glu_fwd_avx2(u, y2, rows, d);
         /* v8_exp is within a few ulp of expf: relative 1e-6 */
         ck_assert_close(y2, y1, rows * d, 1e-30, 1e-6, "glu fwd avx2");
-        k_glu_bwd_scalar(u, dy, du1, rows, d);
-        k_glu_bwd_avx2(u, dy, du2, rows, d);
+        k_glu_bwd_scalar(u, dy, du1, rows, d, true);
+        k_glu_bwd_avx2(u, dy, du2, rows, d, true);
         /* sigmoid off by a few ulp of 1 (~2e-7) shifts 1 - s by as much; times
          * |dy a s| <= 10 gives 2e-6 absolute on the b half */
         ck_assert_close(du2, du1, n, 3e-6, 1e-6, "glu bwd avx2");
+        /* store variant: the old du is not read */
+        for (size_t i = 0; i < n; i++) du1[i] = NAN, du2[i] = 1e30f;
+        k_glu_bwd_scalar(u, dy, du1, rows, d, false);
+        k_glu_bwd_avx2(u, dy, du2, rows, d, false);
+        ck_assert_close(du2, du1, n, 3e-6, 1e-6, "glu bwd store avx2");
         free(u), free(dy), free(y1), free(y2), free(du1), free(du2);
     }
 #endif

@@ -353,6 +353,35 @@ START_TEST(test_slice_cols_two_overlapping_slices_accumulate_gradient)
 }
 END_TEST
 
+/* The first slice backward writes x's whole fresh gradient (zeros outside
+ * its columns): run in an arena left full of NaN by an earlier step. */
+START_TEST(test_slice_cols_fresh_gradient_is_zero_outside_the_slice)
+{
+    enum { R = 6, C = 11, START = 3, LEN = 5 };
+    Tensor *x = test_tensor(2, (int[]){R, C}, true);
+    test_fill_uniform(x->data, x->numel, 121, -1, 1);
+    Graph g;
+    graph_init(&g, 1 << 16, 1);
+    graph_begin(&g, 0, false, true);
+    float *junk = graph_scratch(&g, (1 << 16) - 1024);
+    for (size_t i = 0; i < ((1 << 16) - 1024) / 4; i++) junk[i] = NAN;
+    graph_begin(&g, 1, false, true);
+    x->grad = NULL;
+    Tensor *y = op_slice_cols(&g, x, START, LEN);
+    float dy[R * LEN];
+    test_fill_uniform(dy, R * LEN, 122, -1, 1);
+    graph_backward_from(&g, y, dy);
+    for (int r = 0; r < R; r++)
+        for (int c = 0; c < C; c++) {
+            float want = c >= START && c < START + LEN ? dy[r * LEN + c - START] : 0.0f;
+            ck_assert_float_eq(x->grad[r * C + c], want);
+        }
+    x->grad = NULL;
+    graph_free(&g);
+    test_tensor_free(x);
+}
+END_TEST
+
 START_TEST(test_slice_cols_aborts_past_last_column)
 {
     Tensor *x = test_tensor(2, (int[]){2, 9}, false);
@@ -387,6 +416,7 @@ Suite *suite_index(void)
     tcase_add_test(tc, test_mean_time_fully_masked_row_gives_zero_and_no_gradient);
     tcase_add_test(tc, test_slice_cols_forward_and_gradient);
     tcase_add_test(tc, test_slice_cols_two_overlapping_slices_accumulate_gradient);
+    tcase_add_test(tc, test_slice_cols_fresh_gradient_is_zero_outside_the_slice);
     suite_add_tcase(s, tc);
     TCase *te = tcase_create("errors");
     tcase_set_timeout(te, 60);

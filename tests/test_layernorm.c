@@ -244,13 +244,18 @@ START_TEST(test_layernorm_avx2_row_kernels_match_scalar)
         test_fill_uniform(dg1, n, n + 500, -1, 1);
         test_fill_uniform(db1, n, n + 600, -1, 1);
         memcpy(dx2, dx1, n * 4), memcpy(dg2, dg1, n * 4), memcpy(db2, db1, n * 4);
-        k_layernorm_bwd_row_scalar(x, dy, gm, m1, r1, dx1, dg1, db1, n);
-        k_layernorm_bwd_row_avx2(x, dy, gm, m1, r1, dx2, dg2, db2, n);
+        k_layernorm_bwd_row_scalar(x, dy, gm, m1, r1, dx1, dg1, db1, n, true);
+        k_layernorm_bwd_row_avx2(x, dy, gm, m1, r1, dx2, dg2, db2, n, true);
         ck_assert_close(dx2, dx1, n, 1e-5, 1e-5, "layernorm dx avx2");
         ck_assert_close(dg2, dg1, n, 1e-6, 1e-6, "layernorm dgamma avx2");
         ck_assert_close(db2, db1, n, 0, 0, "layernorm dbeta avx2");
+        /* store variant: the old dx is not read */
+        for (size_t i = 0; i < n; i++) dx1[i] = NAN, dx2[i] = 1e30f;
+        k_layernorm_bwd_row_scalar(x, dy, gm, m1, r1, dx1, NULL, NULL, n, false);
+        k_layernorm_bwd_row_avx2(x, dy, gm, m1, r1, dx2, NULL, NULL, n, false);
+        ck_assert_close(dx2, dx1, n, 1e-5, 1e-5, "layernorm dx store avx2");
         /* NULL outputs are skipped */
-        k_layernorm_bwd_row_avx2(x, dy, gm, m1, r1, NULL, NULL, NULL, n);
+        k_layernorm_bwd_row_avx2(x, dy, gm, m1, r1, NULL, NULL, NULL, n, true);
         free(x), free(gm), free(bt), free(dy), free(y1), free(y2);
         free(dx1), free(dx2), free(dg1), free(dg2), free(db1), free(db2);
     }

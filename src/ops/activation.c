@@ -2,6 +2,7 @@
  * sigmoid, ReLU.  One forward and one backward kernel per activation,
  * selected by ActKind, so every op shares the same blocking and dispatch. */
 #include <math.h>
+#include <string.h>
 
 #include "../ops.h"
 #include "../simd_math.h"
@@ -52,10 +53,16 @@ void k_act_fwd_scalar(ActKind k, const float *x, float *y, size_t n)
     for (size_t i = 0; i < n; i++) y[i] = act_scalar(k, x[i]);
 }
 
-void k_act_bwd_scalar(ActKind k, const float *x, const float *y, const float *dy, float *dx, size_t n)
+void k_act_bwd_scalar(ActKind k, const float *x, const float *y, const float *dy, float *dx, size_t n,
+                      bool acc)
 {
+    if (acc) {
 #pragma omp parallel for schedule(static) if (n >= KERNEL_PAR_MIN)
-    for (size_t i = 0; i < n; i++) dx[i] += dy[i] * dact_scalar(k, x[i], y[i]);
+        for (size_t i = 0; i < n; i++) dx[i] += dy[i] * dact_scalar(k, x[i], y[i]);
+    } else {
+#pragma omp parallel for schedule(static) if (n >= KERNEL_PAR_MIN)
+        for (size_t i = 0; i < n; i++) dx[i] = dy[i] * dact_scalar(k, x[i], y[i]);
+    }
 }
 
 /* --------------------------------------------------------------- AVX2 */
@@ -114,17 +121,26 @@ static inline __attribute__((always_inline)) __m256 dact_v8(ActKind k, __m256 x,
             _mm256_maskstore_ps(y + i, m, act_v8(K, _mm256_maskload_ps(x + i, m)));                \
         }                                                                                          \
     }                                                                                              \
-    static void bwd_block_##K(const float *x, const float *y, const float *dy, float *dx, size_t n) \
+    static void bwd_block_##K(const float *x, const float *y, const float *dy, float *dx, size_t n, \
+                              bool acc)                                                            \
     {                                                                                              \
         size_t i = 0;                                                                              \
-        for (; i + 8 <= n; i += 8) {                                                               \
-            __m256 d = dact_v8(K, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i));                 \
-            _mm256_storeu_ps(dx + i, _mm256_fmadd_ps(_mm256_loadu_ps(dy + i), d, _mm256_loadu_ps(dx + i))); \
+        if (acc) {                                                                                 \
+            for (; i + 8 <= n; i += 8) {                                                           \
+                __m256 d = dact_v8(K, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i));             \
+                _mm256_storeu_ps(dx + i, _mm256_fmadd_ps(_mm256_loadu_ps(dy + i), d, _mm256_loadu_ps(dx + i))); \
+            }                                                                                      \
+        } else { /* store: dy * d, what the fma gives on a zero dx */                              \
+            for (; i + 8 <= n; i += 8) {                                                           \
+                __m256 d = dact_v8(K, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i));             \
+                _mm256_storeu_ps(dx + i, _mm256_mul_ps(_mm256_loadu_ps(dy + i), d));               \
+            }                                                                                      \
         }                                                                                          \
         if (i < n) {                                                                               \
             __m256i m = simd_tail_mask(n - i);                                                     \
             __m256 d = dact_v8(K, _mm256_maskload_ps(x + i, m), _mm256_maskload_ps(y + i, m));     \
-            __m256 r = _mm256_fmadd_ps(_mm256_maskload_ps(dy + i, m), d, _mm256_maskload_ps(dx + i, m)); \
+            __m256 g = _mm256_maskload_ps(dy + i, m);                                              \
+            __m256 r = acc ? _mm256_fmadd_ps(g, d, _mm256_maskload_ps(dx + i, m)) : _mm256_mul_ps(g, d); \
             _mm256_maskstore_ps(dx + i, m, r);                                                     \
         }                                                                                          \
     }
@@ -136,7 +152,7 @@ ACT_BLOCKS(ACT_SIGMOID)
 ACT_BLOCKS(ACT_RELU)
 
 typedef void (*FwdBlock)(const float *, float *, size_t);
-typedef void (*BwdBlock)(const float *, const float *, const float *, float *, size_t);
+typedef void (*BwdBlock)(const float *, const float *, const float *, float *, size_t, bool);
 static const FwdBlock fwd_blocks[ACT_COUNT] = {
     [ACT_EXP] = fwd_block_ACT_EXP, [ACT_GELU] = fwd_block_ACT_GELU, [ACT_SILU] = fwd_block_ACT_SILU,
     [ACT_ELU] = fwd_block_ACT_ELU, [ACT_SIGMOID] = fwd_block_ACT_SIGMOID, [ACT_RELU] = fwd_block_ACT_RELU};
@@ -156,26 +172,27 @@ void k_act_fwd_avx2(ActKind k, const float *x, float *y, size_t n)
     PARALLEL_BLOCKS(n, f(x + off, y + off, len));
 }
 
-void k_act_bwd_avx2(ActKind k, const float *x, const float *y, const float *dy, float *dx, size_t n)
+void k_act_bwd_avx2(ActKind k, const float *x, const float *y, const float *dy, float *dx, size_t n,
+                    bool acc)
 {
     if (k == ACT_SOFTPLUS) {
-        k_act_bwd_scalar(k, x, y, dy, dx, n);
+        k_act_bwd_scalar(k, x, y, dy, dx, n, acc);
         return;
     }
     BwdBlock f = bwd_blocks[k];
-    PARALLEL_BLOCKS(n, f(x + off, y + off, dy + off, dx + off, len));
+    PARALLEL_BLOCKS(n, f(x + off, y + off, dy + off, dx + off, len, acc));
 }
 
 void k_act_fwd(ActKind k, const float *x, float *y, size_t n) { k_act_fwd_avx2(k, x, y, n); }
-void k_act_bwd(ActKind k, const float *x, const float *y, const float *dy, float *dx, size_t n)
+void k_act_bwd(ActKind k, const float *x, const float *y, const float *dy, float *dx, size_t n, bool acc)
 {
-    k_act_bwd_avx2(k, x, y, dy, dx, n);
+    k_act_bwd_avx2(k, x, y, dy, dx, n, acc);
 }
 #else
 void k_act_fwd(ActKind k, const float *x, float *y, size_t n) { k_act_fwd_scalar(k, x, y, n); }
-void k_act_bwd(ActKind k, const float *x, const float *y, const float *dy, float *dx, size_t n)
+void k_act_bwd(ActKind k, const float *x, const float *y, const float *dy, float *dx, size_t n, bool acc)
 {
-    k_act_bwd_scalar(k, x, y, dy, dx, n);
+    k_act_bwd_scalar(k, x, y, dy, dx, n, acc);
 }
 #endif
 
@@ -185,8 +202,11 @@ static const char *const act_names[ACT_COUNT] = {"exp", "gelu", "silu", "elu", "
 
 static void act_backward(Graph *g, TapeEntry *e)
 {
-    float *dx = tensor_grad(g, e->in[0]);
-    if (dx) k_act_bwd((ActKind)e->iarg[0], e->in[0]->data, e->out->data, e->out->grad, dx, e->out->numel);
+    bool fresh;
+    float *dx = tensor_grad_fresh(g, e->in[0], &fresh);
+    if (dx)
+        k_act_bwd((ActKind)e->iarg[0], e->in[0]->data, e->out->data, e->out->grad, dx, e->out->numel,
+                  !fresh);
 }
 
 static Tensor *activation(Graph *g, Tensor *x, ActKind k)
@@ -205,3 +225,157 @@ Tensor *op_elu(Graph *g, Tensor *x) { return activation(g, x, ACT_ELU); }
 Tensor *op_softplus(Graph *g, Tensor *x) { return activation(g, x, ACT_SOFTPLUS); }
 Tensor *op_sigmoid(Graph *g, Tensor *x) { return activation(g, x, ACT_SIGMOID); }
 Tensor *op_relu(Graph *g, Tensor *x) { return activation(g, x, ACT_RELU); }
+
+/* ------------------------------------- feature map elu + 1 on a window
+ *
+ * y = s (elu(x) + 1) on the columns [c0, c0 + C) of x, dx = s dy elu'(x)
+ * with elu'(x) = elu(x) + 1 for x <= 0 (recomputed from x).  The
+ * operations are those of op_elu, op_add_scalar(., 1) and op_scale(., s)
+ * in turn (s = 1 skips the scale), so the values are the same bits. */
+
+static void elu1_fwd_rows_scalar(const float *x, size_t ldx, float *y, size_t rows, size_t C, float s)
+{
+#pragma omp parallel for schedule(static) if (rows * C >= KERNEL_PAR_MIN)
+    for (size_t r = 0; r < rows; r++)
+        for (size_t c = 0; c < C; c++) {
+            float u = act_scalar(ACT_ELU, x[r * ldx + c]) + 1.0f;
+            y[r * C + c] = s == 1.0f ? u : s * u + 0.0f;
+        }
+}
+
+static void elu1_bwd_rows_scalar(const float *x, size_t ldx, const float *y, const float *dy, float *dx,
+                                 size_t lddx, size_t rows, size_t C, float s, bool acc)
+{
+#pragma omp parallel for schedule(static) if (rows * C >= KERNEL_PAR_MIN)
+    for (size_t r = 0; r < rows; r++)
+        for (size_t c = 0; c < C; c++) {
+            const float xv = x[r * ldx + c];
+            const float g = s == 1.0f ? dy[r * C + c] : s * dy[r * C + c] + 0.0f;
+            /* s = 1: y = elu(x) + 1, the derivative for x <= 0 */
+            const float de = s == 1.0f ? (xv > 0.0f ? 1.0f : y[r * C + c])
+                                       : dact_scalar(ACT_ELU, xv, act_scalar(ACT_ELU, xv));
+            const float d = g * de;
+            float *o = dx + r * lddx + c;
+            *o = acc ? *o + d : d;
+        }
+}
+
+#if SIMD_AVX2
+static void elu1_fwd_rows_avx2(const float *x, size_t ldx, float *y, size_t rows, size_t C, float s)
+{
+    const __m256i tail = simd_tail_mask(C % 8);
+    const __m256 one = _mm256_set1_ps(1.0f), vs = _mm256_set1_ps(s), zero = _mm256_setzero_ps();
+    const size_t Cv = C & ~(size_t)7;
+#pragma omp parallel for schedule(static) if (rows * C >= KERNEL_PAR_MIN)
+    for (size_t r = 0; r < rows; r++) {
+        const float *xr = x + r * ldx;
+        float *yr = y + r * C;
+        for (size_t c = 0; c < C; c += 8) {
+            const int full = c < Cv;
+            const __m256 xv = full ? _mm256_loadu_ps(xr + c) : _mm256_maskload_ps(xr + c, tail);
+            __m256 u = _mm256_fmadd_ps(one, act_v8(ACT_ELU, xv), one);
+            if (s != 1.0f) u = _mm256_fmadd_ps(vs, u, zero);
+            if (full)
+                _mm256_storeu_ps(yr + c, u);
+            else
+                _mm256_maskstore_ps(yr + c, tail, u);
+        }
+    }
+}
+
+/* y: the forward's output; with s = 1 it is elu(x) + 1 itself, the
+ * derivative for x <= 0, so nothing is recomputed */
+static void elu1_bwd_rows_avx2(const float *x, size_t ldx, const float *y, const float *dy, float *dx,
+                               size_t lddx, size_t rows, size_t C, float s, bool acc)
+{
+    const __m256i tail = simd_tail_mask(C % 8);
+    const __m256 vs = _mm256_set1_ps(s), zero = _mm256_setzero_ps(), one = _mm256_set1_ps(1.0f);
+    const size_t Cv = C & ~(size_t)7;
+#pragma omp parallel for schedule(static) if (rows * C >= KERNEL_PAR_MIN)
+    for (size_t r = 0; r < rows; r++) {
+        const float *xr = x + r * ldx, *yr = y + r * C, *gr = dy + r * C;
+        float *o = dx + r * lddx;
+        for (size_t c = 0; c < C; c += 8) {
+            const int full = c < Cv;
+#define LDM(p) (full ? _mm256_loadu_ps(p) : _mm256_maskload_ps((p), tail))
+            const __m256 xv = LDM(xr + c);
+            __m256 g = LDM(gr + c);
+            __m256 d;
+            if (s != 1.0f) {
+                g = _mm256_fmadd_ps(vs, g, zero);
+                d = dact_v8(ACT_ELU, xv, act_v8(ACT_ELU, xv));
+            } else { /* elu'(x) = 1 for x > 0, y for x <= 0 */
+                d = _mm256_blendv_ps(LDM(yr + c), one, _mm256_cmp_ps(xv, zero, _CMP_GT_OQ));
+            }
+            __m256 v = _mm256_mul_ps(g, d); /* added, not fused: as slice_cols adds it */
+            if (acc) v = _mm256_add_ps(LDM(o + c), v);
+#undef LDM
+            if (full)
+                _mm256_storeu_ps(o + c, v);
+            else
+                _mm256_maskstore_ps(o + c, tail, v);
+        }
+    }
+}
+#endif
+
+void k_elu1_cols_fwd_scalar(const float *x, size_t ldx, float *y, size_t rows, size_t C, float s)
+{
+    elu1_fwd_rows_scalar(x, ldx, y, rows, C, s);
+}
+void k_elu1_cols_bwd_scalar(const float *x, size_t ldx, const float *y, const float *dy, float *dx, size_t lddx,
+                            size_t rows, size_t C, float s, bool acc)
+{
+    elu1_bwd_rows_scalar(x, ldx, y, dy, dx, lddx, rows, C, s, acc);
+}
+#if SIMD_AVX2
+void k_elu1_cols_fwd_avx2(const float *x, size_t ldx, float *y, size_t rows, size_t C, float s)
+{
+    elu1_fwd_rows_avx2(x, ldx, y, rows, C, s);
+}
+void k_elu1_cols_bwd_avx2(const float *x, size_t ldx, const float *y, const float *dy, float *dx, size_t lddx,
+                          size_t rows, size_t C, float s, bool acc)
+{
+    elu1_bwd_rows_avx2(x, ldx, y, dy, dx, lddx, rows, C, s, acc);
+}
+#define ELU1_IMPL(name) name##_avx2
+#else
+#define ELU1_IMPL(name) name##_scalar
+#endif
+
+/* iarg[0] = c0; farg[0] = s */
+static void elu1_cols_backward(Graph *g, TapeEntry *e)
+{
+    Tensor *x = e->in[0];
+    bool fresh;
+    float *dx = tensor_grad_fresh(g, x, &fresh);
+    if (!dx) return;
+    const size_t ldx = (size_t)tensor_cols(x), rows = tensor_rows(x), C = (size_t)tensor_cols(e->out);
+    const size_t c0 = (size_t)e->iarg[0];
+    if (fresh && C < ldx) { /* zeros outside the window, then the window is written */
+#pragma omp parallel for schedule(static) if (rows * ldx >= KERNEL_PAR_MIN)
+        for (size_t r = 0; r < rows; r++) {
+            memset(dx + r * ldx, 0, c0 * sizeof *dx);
+            memset(dx + r * ldx + c0 + C, 0, (ldx - c0 - C) * sizeof *dx);
+        }
+    }
+    ELU1_IMPL(k_elu1_cols_bwd)(x->data + c0, ldx, e->out->data, e->out->grad, dx + c0, ldx, rows, C, e->farg[0],
+                               !fresh);
+}
+
+Tensor *op_elu1_cols(Graph *g, Tensor *x, int c0, int C, float s)
+{
+    const int cols = tensor_cols(x);
+    if (c0 < 0 || C < 1 || c0 > cols - C) op_shape_error("elu1_cols", "column window outside", x, NULL);
+    int shape[TENSOR_MAX_DIMS];
+    for (int i = 0; i < x->ndim; i++) shape[i] = x->shape[i];
+    shape[x->ndim - 1] = C;
+    Tensor *y = tensor_new(g, x->ndim, shape);
+    ELU1_IMPL(k_elu1_cols_fwd)(x->data + c0, (size_t)cols, y->data, tensor_rows(x), (size_t)C, s);
+    if (graph_wants_grad(g, x, NULL, NULL, NULL)) {
+        TapeEntry *e = graph_record(g, "elu1_cols", elu1_cols_backward, y, x, NULL, NULL, NULL);
+        e->iarg[0] = c0;
+        e->farg[0] = s;
+    }
+    return y;
+}

@@ -82,14 +82,45 @@ void k_acc_scaled(float *y, const float *a, float s, size_t n)
     for (size_t i = 0; i < n; i++) y[i] += s * a[i];
 }
 
+void k_mul_to(float *y, const float *a, const float *b, size_t n, bool acc)
+{
+    if (acc)
+        k_acc_mul(y, a, b, n);
+    else
+        k_mul(a, b, y, n);
+}
+
+void k_scaled_to(float *y, const float *a, float s, size_t n, bool acc)
+{
+    if (acc)
+        k_acc_scaled(y, a, s, n);
+    else
+        k_affine(a, s, 0.0f, y, n);
+}
+
 /* -------------------------------------------------------------------- ops */
+
+/* dx (+)= dy for an identity backward: dy itself becomes x's gradient when
+ * x has none yet (no copy), otherwise it is added. */
+static void identity_backward_to(Graph *g, Tensor *x, const float *dy, size_t n)
+{
+    if (!x || !x->requires_grad) return;
+    if (tensor_grad_adopt(g, x, (float *)dy)) return;
+    k_acc(tensor_grad(g, x), dy, n);
+}
 
 static void add_backward(Graph *g, TapeEntry *e)
 {
     const float *dy = e->out->grad;
-    float *da = tensor_grad(g, e->in[0]), *db = tensor_grad(g, e->in[1]);
-    if (da) k_acc(da, dy, e->out->numel);
-    if (db) k_acc(db, dy, e->out->numel);
+    const size_t n = e->out->numel;
+    /* b first: if b adopts dy, a (even when a == b) adds into it */
+    float *db = NULL;
+    bool fresh_b = false;
+    if (e->in[1]->requires_grad && !tensor_grad_adopt(g, e->in[1], (float *)dy))
+        db = tensor_grad_fresh(g, e->in[1], &fresh_b);
+    if (db && fresh_b) memcpy(db, dy, n * sizeof *db);
+    else if (db) k_acc(db, dy, n);
+    identity_backward_to(g, e->in[0], dy, n);
 }
 
 Tensor *op_add(Graph *g, Tensor *a, Tensor *b)
@@ -105,9 +136,11 @@ static void mul_backward(Graph *g, TapeEntry *e)
 {
     const float *dy = e->out->grad;
     Tensor *a = e->in[0], *b = e->in[1];
-    float *da = tensor_grad(g, a), *db = tensor_grad(g, b);
-    if (da) k_acc_mul(da, dy, b->data, a->numel);
-    if (db) k_acc_mul(db, dy, a->data, b->numel);
+    bool fa, fb;
+    float *da = tensor_grad_fresh(g, a, &fa);
+    if (da) k_mul_to(da, dy, b->data, a->numel, !fa);
+    float *db = tensor_grad_fresh(g, b, &fb);
+    if (db) k_mul_to(db, dy, a->data, b->numel, !fb);
 }
 
 Tensor *op_mul(Graph *g, Tensor *a, Tensor *b)
@@ -121,8 +154,14 @@ Tensor *op_mul(Graph *g, Tensor *a, Tensor *b)
 
 static void scale_backward(Graph *g, TapeEntry *e)
 {
-    float *dx = tensor_grad(g, e->in[0]);
-    if (dx) k_acc_scaled(dx, e->out->grad, e->farg[0], e->out->numel);
+    bool fresh;
+    float *dx = tensor_grad_fresh(g, e->in[0], &fresh);
+    if (dx) k_scaled_to(dx, e->out->grad, e->farg[0], e->out->numel, !fresh);
+}
+
+static void add_scalar_backward(Graph *g, TapeEntry *e)
+{
+    identity_backward_to(g, e->in[0], e->out->grad, e->out->numel);
 }
 
 Tensor *op_scale(Graph *g, Tensor *x, float s)
@@ -139,6 +178,6 @@ Tensor *op_add_scalar(Graph *g, Tensor *x, float c)
     Tensor *y = tensor_new_like(g, x);
     k_affine(x->data, 1.0f, c, y->data, y->numel);
     if (graph_wants_grad(g, x, NULL, NULL, NULL))
-        graph_record(g, "add_scalar", scale_backward, y, x, NULL, NULL, NULL)->farg[0] = 1.0f;
+        graph_record(g, "add_scalar", add_scalar_backward, y, x, NULL, NULL, NULL);
     return y;
 }

@@ -281,10 +281,12 @@ static void add_cols_backward(Graph *g, TapeEntry *e)
 {
     Tensor *x = e->in[0], *v = e->in[1];
     const float *dy = e->out->grad;
-    float *dx = tensor_grad(g, x), *dv = tensor_grad(g, v);
+    float *dv = tensor_grad(g, v);
     const size_t rows = tensor_rows(x), C = (size_t)tensor_cols(x);
-    if (dx) k_acc(dx, dy, x->numel);
     if (dv) k_colsum_prod_acc(dy, NULL, dv, colsum_work(g, rows, C), rows, C);
+    /* dx += dy; dy itself when x has no gradient yet (after dv: adopting
+     * dy hands it over for good) */
+    if (x->requires_grad && !tensor_grad_adopt(g, x, (float *)dy)) k_acc(tensor_grad(g, x), dy, x->numel);
 }
 
 Tensor *op_add_cols(Graph *g, Tensor *x, Tensor *v)
@@ -300,9 +302,13 @@ static void mul_cols_backward(Graph *g, TapeEntry *e)
 {
     Tensor *x = e->in[0], *v = e->in[1];
     const float *dy = e->out->grad;
-    float *dx = tensor_grad(g, x), *dv = tensor_grad(g, v);
+    bool fresh;
+    float *dx = tensor_grad_fresh(g, x, &fresh), *dv = tensor_grad(g, v);
     const size_t rows = tensor_rows(x), C = (size_t)tensor_cols(x);
-    if (dx) k_mul_cols_acc(dy, v->data, dx, rows, C);
+    if (dx && fresh)
+        k_mul_cols(dy, v->data, dx, rows, C); /* a fresh gradient is written */
+    else if (dx)
+        k_mul_cols_acc(dy, v->data, dx, rows, C);
     if (dv) k_colsum_prod_acc(dy, x->data, dv, colsum_work(g, rows, C), rows, C);
 }
 
@@ -322,8 +328,12 @@ static void mul_heads_backward(Graph *g, TapeEntry *e)
     const float *dy = e->out->grad;
     const size_t rows = tensor_rows(x), H = (size_t)e->iarg[0], P = (size_t)tensor_cols(x) / H;
     const int per_row = e->iarg[1];
-    float *dx = tensor_grad(g, x), *ds = tensor_grad(g, s);
-    if (dx) k_mul_heads_acc(dy, s->data, dx, rows, H, P, per_row);
+    bool fresh;
+    float *dx = tensor_grad_fresh(g, x, &fresh), *ds = tensor_grad(g, s);
+    if (dx && fresh)
+        k_mul_heads(dy, s->data, dx, rows, H, P, per_row); /* a fresh gradient is written */
+    else if (dx)
+        k_mul_heads_acc(dy, s->data, dx, rows, H, P, per_row);
     if (!ds) return;
     if (per_row) {
         k_heads_dot_acc(dy, x->data, ds, rows, H, P);

@@ -9,6 +9,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "../ops.h"
 #include "../simd_math.h"
@@ -29,9 +30,13 @@ void k_xent_fwd_row_scalar(const float *x, float *max, float *sum, int *argmax, 
     *argmax = (int)am;
 }
 
-void k_xent_bwd_row_scalar(const float *x, float max, float scale, float *dx, size_t n)
+void k_xent_bwd_row_scalar(const float *x, float max, float scale, float *dx, size_t n,
+                           bool accumulate)
 {
-    for (size_t i = 0; i < n; i++) dx[i] += scale * expf(x[i] - max);
+    if (accumulate)
+        for (size_t i = 0; i < n; i++) dx[i] += scale * expf(x[i] - max);
+    else
+        for (size_t i = 0; i < n; i++) dx[i] = scale * expf(x[i] - max);
 }
 
 #if SIMD_AVX2
@@ -78,18 +83,29 @@ void k_xent_fwd_row_avx2(const float *x, float *max, float *sum, int *argmax, si
     *argmax = am < 0 ? 0 : am; /* am < 0 only for an all -inf (or NaN) row */
 }
 
-void k_xent_bwd_row_avx2(const float *x, float max, float scale, float *dx, size_t n)
+/* The store variant writes scale * p; fma(scale, p, 0) would round the
+ * same product, so both variants agree with accumulating into zeros. */
+void k_xent_bwd_row_avx2(const float *x, float max, float scale, float *dx, size_t n,
+                         bool accumulate)
 {
     const size_t nv = n & ~(size_t)7;
     const __m256i tm = simd_tail_mask(n - nv);
     const __m256 vm = _mm256_set1_ps(max), vs = _mm256_set1_ps(scale);
-    for (size_t i = 0; i < nv; i += 8) {
-        __m256 p = v8_exp(_mm256_sub_ps(_mm256_loadu_ps(x + i), vm));
-        _mm256_storeu_ps(dx + i, _mm256_fmadd_ps(vs, p, _mm256_loadu_ps(dx + i)));
+    if (accumulate) {
+        for (size_t i = 0; i < nv; i += 8) {
+            __m256 p = v8_exp(_mm256_sub_ps(_mm256_loadu_ps(x + i), vm));
+            _mm256_storeu_ps(dx + i, _mm256_fmadd_ps(vs, p, _mm256_loadu_ps(dx + i)));
+        }
+    } else {
+        for (size_t i = 0; i < nv; i += 8) {
+            __m256 p = v8_exp(_mm256_sub_ps(_mm256_loadu_ps(x + i), vm));
+            _mm256_storeu_ps(dx + i, _mm256_mul_ps(vs, p));
+        }
     }
     if (nv < n) {
         __m256 p = v8_exp(_mm256_sub_ps(_mm256_maskload_ps(x + nv, tm), vm));
-        _mm256_maskstore_ps(dx + nv, tm, _mm256_fmadd_ps(vs, p, _mm256_maskload_ps(dx + nv, tm)));
+        __m256 d = accumulate ? _mm256_fmadd_ps(vs, p, _mm256_maskload_ps(dx + nv, tm)) : _mm256_mul_ps(vs, p);
+        _mm256_maskstore_ps(dx + nv, tm, d);
     }
 }
 #define DISPATCH(name, ...) name##_avx2(__VA_ARGS__)
@@ -102,9 +118,9 @@ void k_xent_fwd_row(const float *x, float *max, float *sum, int *argmax, size_t 
     DISPATCH(k_xent_fwd_row, x, max, sum, argmax, n);
 }
 
-void k_xent_bwd_row(const float *x, float max, float scale, float *dx, size_t n)
+void k_xent_bwd_row(const float *x, float max, float scale, float *dx, size_t n, bool accumulate)
 {
-    DISPATCH(k_xent_bwd_row, x, max, scale, dx, n);
+    DISPATCH(k_xent_bwd_row, x, max, scale, dx, n, accumulate);
 }
 
 /* -------------------------------------------------------------------- op */
@@ -120,15 +136,24 @@ static void cross_entropy_backward(Graph *g, TapeEntry *e)
 {
     const XentCtx *c = e->ctx;
     Tensor *logits = e->in[0];
-    float *dx = tensor_grad(g, logits);
-    if (!dx || c->n_valid == 0) return;
+    bool fresh;
+    float *dx = tensor_grad_fresh(g, logits, &fresh);
+    if (!dx) return;
     const size_t V = (size_t)tensor_cols(logits), N = tensor_rows(logits);
+    if (c->n_valid == 0) {
+        if (fresh) memset(dx, 0, N * V * sizeof *dx);
+        return;
+    }
     const float gs = e->out->grad[0] / (float)c->n_valid;
+    /* a fresh gradient is written row by row (no zero-fill pass) */
 #pragma omp parallel for schedule(static) if (N * V >= NORM_PAR_MIN)
     for (size_t r = 0; r < N; r++) {
         const int32_t lab = c->labels[r];
-        if (lab == IGNORE_INDEX) continue;
-        k_xent_bwd_row(logits->data + r * V, c->rowmax[r], gs / c->rowsum[r], dx + r * V, V);
+        if (lab == IGNORE_INDEX) {
+            if (fresh) memset(dx + r * V, 0, V * sizeof *dx);
+            continue;
+        }
+        k_xent_bwd_row(logits->data + r * V, c->rowmax[r], gs / c->rowsum[r], dx + r * V, V, !fresh);
         dx[r * V + (size_t)lab] -= gs;
     }
 }

@@ -22,7 +22,7 @@ void k_glu_fwd_scalar(const float *u, float *y, size_t rows, size_t d)
     }
 }
 
-void k_glu_bwd_scalar(const float *u, const float *dy, float *du, size_t rows, size_t d)
+void k_glu_bwd_scalar(const float *u, const float *dy, float *du, size_t rows, size_t d, bool acc)
 {
 #pragma omp parallel for schedule(static) if (rows * d >= KERNEL_PAR_MIN)
     for (size_t r = 0; r < rows; r++) {
@@ -30,8 +30,9 @@ void k_glu_bwd_scalar(const float *u, const float *dy, float *du, size_t rows, s
         float *da = du + r * 2 * d, *db = da + d;
         for (size_t i = 0; i < d; i++) {
             float s = sigmoidf_(b[i]);
-            da[i] += g[i] * s;
-            db[i] += g[i] * a[i] * s * (1.0f - s);
+            float va = g[i] * s, vb = g[i] * a[i] * s * (1.0f - s);
+            da[i] = acc ? da[i] + va : va;
+            db[i] = acc ? db[i] + vb : vb;
         }
     }
 }
@@ -55,28 +56,38 @@ void k_glu_fwd_avx2(const float *u, float *y, size_t rows, size_t d)
     }
 }
 
-/* One vector of the backward; masked lanes load and store nothing. */
-static inline void glu_bwd8(const float *a, const float *b, const float *g, float *da, float *db,
-                            __m256i m)
+/* One vector of the backward (full, or the lanes of m): da (+)= g s,
+ * db (+)= g a s (1 - s); the store variant (!acc) reads neither. */
+static inline __attribute__((always_inline)) void glu_bwd8(const float *a, const float *b, const float *g,
+                                                           float *da, float *db, int full, __m256i m, bool acc)
 {
+#define LDM(p) (full ? _mm256_loadu_ps(p) : _mm256_maskload_ps((p), m))
     const __m256 one = _mm256_set1_ps(1.0f);
-    __m256 av = _mm256_maskload_ps(a, m), gv = _mm256_maskload_ps(g, m);
-    __m256 s = v8_sigmoid(_mm256_maskload_ps(b, m));
+    __m256 av = LDM(a), gv = LDM(g);
+    __m256 s = v8_sigmoid(LDM(b));
     __m256 dbv = _mm256_mul_ps(_mm256_mul_ps(_mm256_mul_ps(gv, av), s), _mm256_sub_ps(one, s));
-    _mm256_maskstore_ps(da, m, _mm256_fmadd_ps(gv, s, _mm256_maskload_ps(da, m)));
-    _mm256_maskstore_ps(db, m, _mm256_add_ps(_mm256_maskload_ps(db, m), dbv));
+    __m256 dav = acc ? _mm256_fmadd_ps(gv, s, LDM(da)) : _mm256_mul_ps(gv, s);
+    if (acc) dbv = _mm256_add_ps(LDM(db), dbv);
+#undef LDM
+    if (full) {
+        _mm256_storeu_ps(da, dav);
+        _mm256_storeu_ps(db, dbv);
+    } else {
+        _mm256_maskstore_ps(da, m, dav);
+        _mm256_maskstore_ps(db, m, dbv);
+    }
 }
 
-void k_glu_bwd_avx2(const float *u, const float *dy, float *du, size_t rows, size_t d)
+void k_glu_bwd_avx2(const float *u, const float *dy, float *du, size_t rows, size_t d, bool acc)
 {
-    const __m256i all = simd_tail_mask(8), m = simd_tail_mask(d % 8);
+    const __m256i m = simd_tail_mask(d % 8);
 #pragma omp parallel for schedule(static) if (rows * d >= KERNEL_PAR_MIN)
     for (size_t r = 0; r < rows; r++) {
         const float *a = u + r * 2 * d, *b = a + d, *g = dy + r * d;
         float *da = du + r * 2 * d, *db = da + d;
         size_t i = 0;
-        for (; i + 8 <= d; i += 8) glu_bwd8(a + i, b + i, g + i, da + i, db + i, all);
-        if (i < d) glu_bwd8(a + i, b + i, g + i, da + i, db + i, m);
+        for (; i + 8 <= d; i += 8) glu_bwd8(a + i, b + i, g + i, da + i, db + i, 1, m, acc);
+        if (i < d) glu_bwd8(a + i, b + i, g + i, da + i, db + i, 0, m, acc);
     }
 }
 #define DISPATCH(name, ...) name##_avx2(__VA_ARGS__)
@@ -85,9 +96,9 @@ void k_glu_bwd_avx2(const float *u, const float *dy, float *du, size_t rows, siz
 #endif
 
 void k_glu_fwd(const float *u, float *y, size_t rows, size_t d) { DISPATCH(k_glu_fwd, u, y, rows, d); }
-void k_glu_bwd(const float *u, const float *dy, float *du, size_t rows, size_t d)
+void k_glu_bwd(const float *u, const float *dy, float *du, size_t rows, size_t d, bool acc)
 {
-    DISPATCH(k_glu_bwd, u, dy, du, rows, d);
+    DISPATCH(k_glu_bwd, u, dy, du, rows, d, acc);
 }
 
 /* -------------------------------------------------------------------- op */
@@ -95,8 +106,9 @@ void k_glu_bwd(const float *u, const float *dy, float *du, size_t rows, size_t d
 static void glu_backward(Graph *g, TapeEntry *e)
 {
     Tensor *u = e->in[0];
-    float *du = tensor_grad(g, u);
-    if (du) k_glu_bwd(u->data, e->out->grad, du, tensor_rows(u), (size_t)tensor_cols(e->out));
+    bool fresh; /* a fresh du is written, not added into */
+    float *du = tensor_grad_fresh(g, u, &fresh);
+    if (du) k_glu_bwd(u->data, e->out->grad, du, tensor_rows(u), (size_t)tensor_cols(e->out), !fresh);
 }
 
 Tensor *op_glu(Graph *g, Tensor *u)

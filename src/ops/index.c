@@ -196,13 +196,27 @@ Tensor *op_mean_time(Graph *g, Tensor *x, const float *mask)
 
 /* ------------------------------------------------------------- slice_cols */
 
+/* A fresh gradient of x is written row by row in one pass (the slice's
+ * columns from dy, zeros elsewhere) instead of zero-filled and then added
+ * into. */
 static void slice_cols_backward(Graph *g, TapeEntry *e)
 {
-    float *dx = tensor_grad(g, e->in[0]);
+    bool fresh;
+    float *dx = tensor_grad_fresh(g, e->in[0], &fresh);
     if (!dx) return;
     const size_t cols = (size_t)tensor_cols(e->in[0]), rows = tensor_rows(e->in[0]);
     const size_t start = (size_t)e->iarg[0], len = (size_t)e->iarg[1];
     const float *dy = e->out->grad;
+    if (fresh) {
+#pragma omp parallel for schedule(static) if (rows * cols >= KERNEL_PAR_MIN)
+        for (size_t r = 0; r < rows; r++) {
+            float *d = dx + r * cols;
+            memset(d, 0, start * sizeof *d);
+            memcpy(d + start, dy + r * len, len * sizeof *d);
+            memset(d + start + len, 0, (cols - start - len) * sizeof *d);
+        }
+        return;
+    }
 #pragma omp parallel for schedule(static) if (rows * len >= KERNEL_PAR_MIN)
     for (size_t r = 0; r < rows; r++) add_row(dx + r * cols + start, dy + r * len, len);
 }

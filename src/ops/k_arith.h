@@ -6,6 +6,7 @@
 #ifndef SEQEIG_K_ARITH_H
 #define SEQEIG_K_ARITH_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "parallel.h"
@@ -19,6 +20,10 @@ void k_affine(const float *x, float s, float c, float *y, size_t n);
 void k_acc(float *y, const float *a, size_t n);
 void k_acc_mul(float *y, const float *a, const float *b, size_t n);
 void k_acc_scaled(float *y, const float *a, float s, size_t n);
+/* y (+)= a * b and y (+)= s * a: accumulate, or store into an uninitialised
+ * y when !acc (a fresh gradient, see tensor_grad_fresh) */
+void k_mul_to(float *y, const float *a, const float *b, size_t n, bool acc);
+void k_scaled_to(float *y, const float *a, float s, size_t n, bool acc);
 
 void k_add_scalar(const float *a, const float *b, float *y, size_t n);
 void k_mul_scalar(const float *a, const float *b, float *y, size_t n);

@@ -12,6 +12,7 @@
 #ifndef SEQEIG_K_NORM_H
 #define SEQEIG_K_NORM_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "../simd.h"
@@ -22,20 +23,24 @@
 void k_layernorm_fwd_row(const float *x, const float *gamma, const float *beta, float eps,
                          float *y, float *mean, float *rstd, size_t n);
 /* With xhat = (x - mean) rstd and g = dy * gamma:
- *   dx     += rstd (g - mean(g) - xhat mean(g xhat))
+ *   dx     += rstd (g - mean(g) - xhat mean(g xhat))   (dx_acc; else dx =, dx
+ *                                                     may be uninitialised)
  *   dgamma += dy xhat,   dbeta += dy          (any of the three may be NULL) */
 void k_layernorm_bwd_row(const float *x, const float *dy, const float *gamma, float mean,
-                         float rstd, float *dx, float *dgamma, float *dbeta, size_t n);
+                         float rstd, float *dx, float *dgamma, float *dbeta, size_t n,
+                         bool dx_acc);
 
 void k_layernorm_fwd_row_scalar(const float *x, const float *gamma, const float *beta,
                                 float eps, float *y, float *mean, float *rstd, size_t n);
 void k_layernorm_bwd_row_scalar(const float *x, const float *dy, const float *gamma, float mean,
-                                float rstd, float *dx, float *dgamma, float *dbeta, size_t n);
+                                float rstd, float *dx, float *dgamma, float *dbeta, size_t n,
+                         bool dx_acc);
 #if SIMD_AVX2
 void k_layernorm_fwd_row_avx2(const float *x, const float *gamma, const float *beta, float eps,
                               float *y, float *mean, float *rstd, size_t n);
 void k_layernorm_bwd_row_avx2(const float *x, const float *dy, const float *gamma, float mean,
-                              float rstd, float *dx, float *dgamma, float *dbeta, size_t n);
+                              float rstd, float *dx, float *dgamma, float *dbeta, size_t n,
+                         bool dx_acc);
 #endif
 
 /* ---- softmax (ops/softmax.c) ---- */
@@ -55,15 +60,19 @@ void k_softmax_bwd_row_avx2(const float *y, const float *dy, float *dx, size_t n
 /* *max = max x, *sum = sum exp(x - max) (>= 1), *argmax = first index of
  * the maximum (torch.argmax).  log-sum-exp = max + log(sum).  n >= 1. */
 void k_xent_fwd_row(const float *x, float *max, float *sum, int *argmax, size_t n);
-/* dx += scale * exp(x - max): with scale = dloss / (n_valid * sum) this is
- * the softmax part of the gradient; the caller subtracts the one-hot. */
-void k_xent_bwd_row(const float *x, float max, float scale, float *dx, size_t n);
+/* dx += scale * exp(x - max) (accumulate) or dx = scale * exp(x - max)
+ * (!accumulate: dx may be uninitialised): with scale = dloss / (n_valid *
+ * sum) this is the softmax part of the gradient; the caller subtracts the
+ * one-hot. */
+void k_xent_bwd_row(const float *x, float max, float scale, float *dx, size_t n, bool accumulate);
 
 void k_xent_fwd_row_scalar(const float *x, float *max, float *sum, int *argmax, size_t n);
-void k_xent_bwd_row_scalar(const float *x, float max, float scale, float *dx, size_t n);
+void k_xent_bwd_row_scalar(const float *x, float max, float scale, float *dx, size_t n,
+                           bool accumulate);
 #if SIMD_AVX2
 void k_xent_fwd_row_avx2(const float *x, float *max, float *sum, int *argmax, size_t n);
-void k_xent_bwd_row_avx2(const float *x, float max, float scale, float *dx, size_t n);
+void k_xent_bwd_row_avx2(const float *x, float max, float scale, float *dx, size_t n,
+                         bool accumulate);
 #endif
 
 /* Rows x cols below this many elements run on one thread (OpenMP start-up

@@ -18,6 +18,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <stdbool.h>
+
 #include "parallel.h"
 
 /* Rows per block for sums over rows (parameter gradients). */
@@ -55,17 +57,43 @@ void k_conv1d_bwd_w_avx2(const float *x, const float *dy, float *dw, float *db, 
                          int B, int L, int C, int K);
 #endif
 
+/* ---- fused causal conv + SiLU on a column window (ops/conv1d.c) ----
+ * x points at the window's first column, rows ldx floats apart; y, dy are
+ * (B*L, C).  Forward: y = silu(z), z as k_conv1d_fwd.  Backward: with
+ * dz = dy silu'(z) (z recomputed), dx (rows lddx apart) += (acc) or =
+ * (!acc) the conv transpose of dz; dw, db (each may be NULL) += as
+ * k_conv1d_bwd_w of dz.  work: k_conv1d_silu_work_floats(..., threads)
+ * floats with threads >= the OpenMP team size. */
+void k_conv1d_silu_fwd(const float *x, size_t ldx, const float *wt, const float *bias, float *y, int B,
+                       int L, int C, int K);
+void k_conv1d_silu_bwd(const float *x, size_t ldx, const float *wt, const float *bias, const float *dy,
+                       float *dx, size_t lddx, bool acc, float *dw, float *db, float *work, int B, int L,
+                       int C, int K);
+size_t k_conv1d_silu_work_floats(int B, int L, int C, int K, int threads);
+void k_conv1d_silu_fwd_scalar(const float *x, size_t ldx, const float *wt, const float *bias, float *y,
+                              int B, int L, int C, int K);
+void k_conv1d_silu_bwd_scalar(const float *x, size_t ldx, const float *wt, const float *bias,
+                              const float *dy, float *dx, size_t lddx, bool acc, float *dw, float *db,
+                              float *work, int B, int L, int C, int K);
+#if SIMD_AVX2
+void k_conv1d_silu_fwd_avx2(const float *x, size_t ldx, const float *wt, const float *bias, float *y,
+                            int B, int L, int C, int K);
+void k_conv1d_silu_bwd_avx2(const float *x, size_t ldx, const float *wt, const float *bias,
+                            const float *dy, float *dx, size_t lddx, bool acc, float *dw, float *db,
+                            float *work, int B, int L, int C, int K);
+#endif
+
 /* ---- GLU (ops/glu.c) ----
  * u (rows, 2d) = [a | b] per row, y (rows, d) = a * sigmoid(b).
- * Backward accumulates into du (rows, 2d):
+ * Backward accumulates (acc) or stores (!acc) into du (rows, 2d):
  *   du_a += dy sigmoid(b),  du_b += dy a sigmoid(b) (1 - sigmoid(b)). */
 void k_glu_fwd(const float *u, float *y, size_t rows, size_t d);
-void k_glu_bwd(const float *u, const float *dy, float *du, size_t rows, size_t d);
+void k_glu_bwd(const float *u, const float *dy, float *du, size_t rows, size_t d, bool acc);
 void k_glu_fwd_scalar(const float *u, float *y, size_t rows, size_t d);
-void k_glu_bwd_scalar(const float *u, const float *dy, float *du, size_t rows, size_t d);
+void k_glu_bwd_scalar(const float *u, const float *dy, float *du, size_t rows, size_t d, bool acc);
 #if SIMD_AVX2
 void k_glu_fwd_avx2(const float *u, float *y, size_t rows, size_t d);
-void k_glu_bwd_avx2(const float *u, const float *dy, float *du, size_t rows, size_t d);
+void k_glu_bwd_avx2(const float *u, const float *dy, float *du, size_t rows, size_t d, bool acc);
 #endif
 
 /* ---- dropout (ops/dropout.c) ----

@@ -38,7 +38,7 @@ void k_layernorm_fwd_row_scalar(const float *x, const float *gamma, const float 
 }
 
 void k_layernorm_bwd_row_scalar(const float *x, const float *dy, const float *gamma, float mean,
-                                float rstd, float *dx, float *dgamma, float *dbeta, size_t n)
+                                float rstd, float *dx, float *dgamma, float *dbeta, size_t n, bool dx_acc)
 {
     if (dgamma)
         for (size_t i = 0; i < n; i++) dgamma[i] += dy[i] * ((x[i] - mean) * rstd);
@@ -54,7 +54,8 @@ void k_layernorm_bwd_row_scalar(const float *x, const float *dy, const float *ga
     const float a = sg / (float)n, b = sgx / (float)n;
     for (size_t i = 0; i < n; i++) {
         float xh = (x[i] - mean) * rstd, gi = dy[i] * gamma[i];
-        dx[i] += rstd * (gi - a - xh * b);
+        float v = rstd * (gi - a - xh * b);
+        dx[i] = dx_acc ? dx[i] + v : v;
     }
 }
 
@@ -98,7 +99,7 @@ void k_layernorm_fwd_row_avx2(const float *x, const float *gamma, const float *b
 }
 
 void k_layernorm_bwd_row_avx2(const float *x, const float *dy, const float *gamma, float mean,
-                              float rstd, float *dx, float *dgamma, float *dbeta, size_t n)
+                              float rstd, float *dx, float *dgamma, float *dbeta, size_t n, bool dx_acc)
 {
     const size_t nv = n & ~(size_t)7;
     const __m256i tm = simd_tail_mask(n - nv);
@@ -140,8 +141,13 @@ void k_layernorm_bwd_row_avx2(const float *x, const float *dy, const float *gamm
         __m256 gm = tail ? _mm256_maskload_ps(gamma + i, tm) : _mm256_loadu_ps(gamma + i);
         __m256 xh = _mm256_mul_ps(_mm256_sub_ps(xv, vm), vr);
         __m256 t = _mm256_fnmadd_ps(xh, vb, _mm256_sub_ps(_mm256_mul_ps(dyv, gm), va));
-        __m256 dxv = tail ? _mm256_maskload_ps(dx + i, tm) : _mm256_loadu_ps(dx + i);
-        dxv = _mm256_fmadd_ps(vr, t, dxv);
+        __m256 dxv;
+        if (dx_acc) {
+            dxv = tail ? _mm256_maskload_ps(dx + i, tm) : _mm256_loadu_ps(dx + i);
+            dxv = _mm256_fmadd_ps(vr, t, dxv);
+        } else {
+            dxv = _mm256_mul_ps(vr, t); /* what the fma gives on a zero dx */
+        }
         if (tail) _mm256_maskstore_ps(dx + i, tm, dxv);
         else _mm256_storeu_ps(dx + i, dxv);
     }
@@ -158,9 +164,9 @@ void k_layernorm_fwd_row(const float *x, const float *gamma, const float *beta, 
 }
 
 void k_layernorm_bwd_row(const float *x, const float *dy, const float *gamma, float mean,
-                         float rstd, float *dx, float *dgamma, float *dbeta, size_t n)
+                         float rstd, float *dx, float *dgamma, float *dbeta, size_t n, bool dx_acc)
 {
-    DISPATCH(k_layernorm_bwd_row, x, dy, gamma, mean, rstd, dx, dgamma, dbeta, n);
+    DISPATCH(k_layernorm_bwd_row, x, dy, gamma, mean, rstd, dx, dgamma, dbeta, n, dx_acc);
 }
 
 /* -------------------------------------------------------------------- op */
@@ -170,7 +176,8 @@ static void layernorm_backward(Graph *g, TapeEntry *e)
 {
     Tensor *x = e->in[0], *gamma = e->in[1], *beta = e->in[2];
     const float *dy = e->out->grad, *stats = e->ctx;
-    float *dx = tensor_grad(g, x), *dgamma = tensor_grad(g, gamma), *dbeta = tensor_grad(g, beta);
+    bool fresh; /* a fresh dx is written, not added into */
+    float *dx = tensor_grad_fresh(g, x, &fresh), *dgamma = tensor_grad(g, gamma), *dbeta = tensor_grad(g, beta);
     const size_t cols = (size_t)tensor_cols(x), rows = tensor_rows(x);
     const float *mean = stats, *rstd = stats + rows;
     const bool par = rows * cols >= NORM_PAR_MIN;
@@ -180,7 +187,7 @@ static void layernorm_backward(Graph *g, TapeEntry *e)
 #pragma omp parallel for schedule(static) if (par)
         for (size_t r = 0; r < rows; r++)
             k_layernorm_bwd_row(x->data + r * cols, dy + r * cols, gamma->data, mean[r], rstd[r],
-                                dx + r * cols, NULL, NULL, cols);
+                                dx + r * cols, NULL, NULL, cols, !fresh);
         return;
     }
 
@@ -195,7 +202,7 @@ static void layernorm_backward(Graph *g, TapeEntry *e)
         const size_t r1 = (blk + 1) * LN_ROW_BLOCK < rows ? (blk + 1) * LN_ROW_BLOCK : rows;
         for (size_t r = blk * LN_ROW_BLOCK; r < r1; r++)
             k_layernorm_bwd_row(x->data + r * cols, dy + r * cols, gamma->data, mean[r], rstd[r],
-                                dx ? dx + r * cols : NULL, bg, bb, cols);
+                                dx ? dx + r * cols : NULL, bg, bb, cols, !fresh);
     }
 
     /* partials in block order; each column's sum is independent of the split */

@@ -4,7 +4,8 @@
  * one sgemm over all rows (called from the serial region: OpenBLAS uses its
  * own OpenMP threads).  Backward: dx += dy W, dW += dy^T x (sgemm with
  * beta = 1, so gradients accumulate), db += column sums of dy
- * (k_colsum_acc: deterministic for any thread count).
+ * (k_colsum_prod_acc: fixed row blocks summed in block order, deterministic
+ * for any thread count).
  *
  * op_bmm: one sgemm per batch matrix, batches split over OpenMP threads
  * (inside a parallel region OpenBLAS runs single-threaded), or one plain
@@ -17,6 +18,7 @@
 
 #include "../ops.h"
 #include "k_linear.h"
+#include "k_seq.h"
 
 /* Columns per work item of the column-sum kernel: 4 AVX2 registers. */
 #define COLSUM_GROUP 32
@@ -155,7 +157,12 @@ static void linear_backward(Graph *g, TapeEntry *e)
     /* dW (out, in) += dy^T (out, M) x (M, in) */
     if (dW)
         sgemm_det(true, false, out, in, M, dy, out, x->data, in, 1.0f, dW, in);
-    if (db) k_colsum_acc(dy, (size_t)M, (size_t)out, db);
+    /* db += column sums of dy in fixed blocks of rows, each block streamed
+     * once (the column-group sum walked all M rows per group of columns) */
+    if (db) {
+        float *work = graph_scratch(g, k_colsum_prod_work_floats((size_t)M, (size_t)out) * sizeof(float));
+        k_colsum_prod_acc(dy, NULL, db, work, (size_t)M, (size_t)out);
+    }
 }
 
 Tensor *op_linear(Graph *g, Tensor *x, Tensor *W, Tensor *b)
