@@ -137,9 +137,11 @@ asan: deps
 	  EXTRA_CFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=all" \
 	  EXTRA_LDFLAGS="-fsanitize=address,undefined" test-c-asan
 
-test-c-asan: $(TEST_BIN)
+test-c-asan: $(TEST_BIN) $(BIN)
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 CK_TIMEOUT_MULTIPLIER=10 \
 	  OMP_NUM_THREADS=2 $(TEST_BIN)
+	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 SEQEIG=$(BIN) \
+	  $(PYTHON) tests/e2e/test_cli.py
 
 bench: deps $(BENCH_BIN)
 	@bash bench/run.sh $(BUILD)
