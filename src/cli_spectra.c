@@ -60,7 +60,7 @@ static void print_table(const RunFile *r, const char *title, const RunSpectrum *
 /* Eigenvalues and statistics of the current weights into s. */
 static int fill(Model *m, Graph *g, const RunFile *r, SpectraMethod method, bool init, RunSpectrum *s)
 {
-    ModelBatch mb = {.B = r->samples, .L = r->L, .tokens = r->inputs};
+    ModelBatch mb = {.B = r->samples, .L = r->L, .tokens = r->inputs, .mask = r->mask};
     model_spectra(m, g, &mb, method, init, s->eig);
     size_t n = (size_t)r->samples * r->layers * r->heads * r->T;
     long bad = spectra_find_nan(s->eig, n);
@@ -70,7 +70,22 @@ static int fill(Model *m, Graph *g, const RunFile *r, SpectraMethod method, bool
     }
     double *pct = malloc((size_t)r->samples * r->layers * r->heads * SPECTRA_NBINS * sizeof(double));
     if (!pct) return -1;
-    spectra_percent(s->eig, r->samples, r->layers, r->heads, r->T, pct);
+    /* Padded inputs: dsf counts the valid steps only, paper all (as the reference). */
+    int *n_valid = NULL;
+    if (r->mask && method == SPECTRA_DSF) {
+        n_valid = malloc((size_t)r->samples * sizeof(int));
+        if (!n_valid) {
+            free(pct);
+            return -1;
+        }
+        for (int i = 0; i < r->samples; i++) {
+            int n = 0;
+            while (n < r->L && r->mask[(size_t)i * r->L + n] != 0.0f) n++;
+            n_valid[i] = model_spectra_T(m, n);
+        }
+    }
+    spectra_percent_valid(s->eig, r->samples, r->layers, r->heads, r->T, n_valid, pct);
+    free(n_valid);
     spectra_percent_stats(pct, r->samples, r->layers, r->heads, s->mean, s->std);
     free(pct);
     s->present = true;

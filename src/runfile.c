@@ -42,6 +42,7 @@ void runfile_free(RunFile *r)
     free(r->train_lr);
     free(r->train_grad_norm);
     free(r->inputs);
+    free(r->mask);
     spectrum_free(&r->init);
     spectrum_free(&r->final);
     free(r->hist_step);
@@ -70,6 +71,8 @@ int runfile_set_spectra_shape(RunFile *r, const char *method, int samples, int l
     r->T = T;
     r->L = L;
     free(r->inputs);
+    free(r->mask);
+    r->mask = NULL;
     spectrum_free(&r->init);
     spectrum_free(&r->final);
     r->inputs = calloc((size_t)samples * L + 1, sizeof(int32_t));
@@ -201,6 +204,7 @@ static int write_spectra(hid_t f, const RunFile *r, char *e)
     if (h5u_write_f64(f, "/spectra/thresholds", 1, &nt, spectra_thresholds, e)) return -1;
     size_t di[2] = {(size_t)r->samples, (size_t)r->L};
     if (r->samples > 0 && h5u_write_i32(f, "/spectra/inputs", 2, di, r->inputs, e)) return -1;
+    if (r->samples > 0 && r->mask && h5u_write_f32(f, "/spectra/mask", 2, di, r->mask, e)) return -1;
     if (r->init.present && write_spectrum(f, r, "init", &r->init, e)) return -1;
     if (r->final.present && write_spectrum(f, r, "final", &r->final, e)) return -1;
     size_t dh[4] = {r->n_hist, (size_t)r->layers, (size_t)r->heads, NB};
@@ -403,6 +407,10 @@ static int read_spectra(hid_t f, RunFile *r, char *e)
     }
     if (runfile_set_spectra_shape(r, method, (int)S, (int)Ly, (int)H, (int)T, L)) return -1;
     if (S > 0 && h5u_read_i32(f, "/spectra/inputs", r->inputs, (size_t)S * L, e)) return -1;
+    if (S > 0 && h5u_exists(f, "/spectra/mask")) {
+        r->mask = malloc((size_t)S * L * sizeof(float));
+        if (!r->mask || h5u_read_f32(f, "/spectra/mask", r->mask, (size_t)S * L, e)) return -1;
+    }
     if (read_spectrum(f, r, "init", &r->init, e) || read_spectrum(f, r, "final", &r->final, e)) return -1;
     if (read_series_i64(f, "/spectra/history/step", &r->hist_step, &r->n_hist, e)) return -1;
     size_t w = per_spectrum(r);

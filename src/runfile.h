@@ -51,6 +51,7 @@ typedef struct RunFile {
     char method[8];
     int samples, layers, heads, T, L;
     int32_t *inputs;              /* (samples, L) */
+    float *mask;                  /* (samples, L) validity of padded inputs, or NULL (none padded) */
     RunSpectrum init, final;
     size_t n_hist, cap_hist;      /* == n_eval */
     int64_t *hist_step;

@@ -15,17 +15,24 @@ void spectra_bins_of(double r, int flags[SPECTRA_NBINS])
 
 void spectra_percent(const double *eig, int S, int Ly, int H, int T, double *pct)
 {
-    size_t series = (size_t)S * (size_t)Ly * (size_t)H;
+    spectra_percent_valid(eig, S, Ly, H, T, NULL, pct);
+}
+
+void spectra_percent_valid(const double *eig, int S, int Ly, int H, int T, const int *n_valid, double *pct)
+{
+    size_t series = (size_t)S * (size_t)Ly * (size_t)H, per_sample = (size_t)Ly * (size_t)H;
     for (size_t s = 0; s < series; s++) {
         const double *e = eig + s * (size_t)T;
+        int n = n_valid ? n_valid[s / per_sample] : T;
+        if (n > T) n = T;
         int count[SPECTRA_NBINS] = {0};
-        for (int t = 0; t < T; t++) {
+        for (int t = 0; t < n; t++) {
             int f[SPECTRA_NBINS];
             spectra_bins_of(e[t], f);
             for (int k = 0; k < SPECTRA_NBINS; k++) count[k] += f[k];
         }
         for (int k = 0; k < SPECTRA_NBINS; k++)
-            pct[s * SPECTRA_NBINS + (size_t)k] = T > 0 ? 100.0 * count[k] / T : 0.0;
+            pct[s * SPECTRA_NBINS + (size_t)k] = n > 0 ? 100.0 * count[k] / n : 0.0;
     }
 }
 

@@ -31,6 +31,11 @@ void spectra_bins_of(double r, int flags[SPECTRA_NBINS]);
 /* pct (S, Ly, H, 7): percentage of steps per bin. */
 void spectra_percent(const double *eig, int S, int Ly, int H, int T, double *pct);
 
+/* The same when sample s has only its first n_valid[s] (<= T) steps
+ * valid (padded sequences); a sample with no valid step gets 0 in every
+ * bin.  n_valid == NULL means all T. */
+void spectra_percent_valid(const double *eig, int S, int Ly, int H, int T, const int *n_valid, double *pct);
+
 /* mean, std (Ly, H, 7) over the S samples of pct (S, Ly, H, 7). */
 void spectra_percent_stats(const double *pct, int S, int Ly, int H, double *mean, double *std);
 

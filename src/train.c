@@ -39,7 +39,8 @@ void train_keys_register(ConfigSchema *s)
     config_schema_add_double(s, "train.stop_criterion", 1.0, 0);
     config_schema_add_bool(s, "train.cosine_anneal", false, 0);
     config_schema_add_int(s, "train.warmup_steps", -1, 0);
-    config_schema_add_int(s, "train.warmup", 0, 0);
+    config_schema_add_int(s, "train.warmup", -1, 0);
+    config_schema_add_int(s, "train.num_epochs", 0, 0);
     config_schema_add_double(s, "train.eta_min", LR_ETA_MIN_DEFAULT, 0);
     config_schema_add_str(s, "train.param_group", "", CONFIG_IGNORED);
     config_schema_add_enum(s, "spectra.method", "dsf", SPECTRA_METHODS, 0);
@@ -87,6 +88,7 @@ typedef struct Trainer {
     double stop, clip;
     uint64_t seed;
     double *eig, *pct, *pmean, *pstd;
+    int *n_valid;        /* valid spectra steps per analysis sample (padded inputs), or NULL */
     double wall0;        /* wall_s carried from earlier sessions */
     struct timespec t0;  /* start of this session's training */
     bool tty;
@@ -146,21 +148,6 @@ static int setup(Trainer *t)
         USAGE_FAIL("%s: train.clip_grad_norm = %g: must be >= 0 (0 = no clipping)",
                    config_where(c, "train.clip_grad_norm", where, sizeof where), t->clip);
 
-    /* Schedule (SPEC 5, STUDY 5.1): the reference step trainer runs its
-     * warmup x cosine scheduler only when `warmup_steps` is given; without
-     * it (the MQAR attention configs say `warmup:`) the rate is constant. */
-    int ws = config_int(c, "train.warmup_steps");
-    if (ws < 0) {
-        t->sched = lr_schedule_constant(config_double(c, "train.lr"));
-    } else {
-        t->sched = (LrSchedule){.lr = config_double(c, "train.lr"),
-                                .warmup = ws,
-                                .cosine = config_bool(c, "train.cosine_anneal"),
-                                .total = t->total,
-                                .eta_min = config_double(c, "train.eta_min"),
-                                .unit = LR_PER_STEP};
-    }
-    if (lr_schedule_check(&t->sched, err, sizeof err)) USAGE_FAIL("train: %s", err);
     AdamWConfig ac = {.beta1 = config_double(c, "train.beta1"),
                       .beta2 = config_double(c, "train.beta2"),
                       .eps = config_double(c, "train.eps"),
@@ -172,6 +159,41 @@ static int setup(Trainer *t)
 
     t->task = task_create(c, t->seed, err, sizeof err);
     if (!t->task) USAGE_FAIL("%s: %s", c->path ? c->path : "config", err);
+    /* Epoch-based training (train.num_epochs > 0): an epoch is
+     * ceil(n_train / batch_size) steps of the task's continuous stream of
+     * shuffled epochs; evaluation after every epoch. */
+    const int epochs = config_int(c, "train.num_epochs");
+    int64_t spe = 0;
+    if (epochs < 0)
+        USAGE_FAIL("%s: train.num_epochs = %d: must be >= 0 (0 = step-based: train.total_steps)",
+                   config_where(c, "train.num_epochs", where, sizeof where), epochs);
+    if (epochs > 0) {
+        if (t->task->n_train <= 0)
+            USAGE_FAIL("%s: train.num_epochs = %d needs a finite training set (task '%s' draws fresh examples; "
+                       "use train.total_steps)",
+                       config_where(c, "train.num_epochs", where, sizeof where), epochs, t->task->name);
+        spe = (t->task->n_train + t->B - 1) / t->B;
+        t->total = (int64_t)epochs * spe;
+        t->eval_every = spe;
+    }
+    /* Schedule (SPEC 5, STUDY 5.1): the reference trainers run their
+     * warmup x cosine scheduler only when the warmup key they read exists:
+     * `warmup_steps` for step-based training (the MQAR attention configs
+     * say `warmup:`, so they train at a constant rate), `warmup` (epochs)
+     * for epoch-based training.  Absent (-1) = constant rate. */
+    const int ws = epochs > 0 ? config_int(c, "train.warmup") : config_int(c, "train.warmup_steps");
+    if (ws < 0) {
+        t->sched = lr_schedule_constant(config_double(c, "train.lr"));
+    } else {
+        t->sched = (LrSchedule){.lr = config_double(c, "train.lr"),
+                                .warmup = ws,
+                                .cosine = config_bool(c, "train.cosine_anneal"),
+                                .total = epochs > 0 ? epochs : t->total,
+                                .eta_min = config_double(c, "train.eta_min"),
+                                .unit = epochs > 0 ? LR_PER_EPOCH : LR_PER_STEP,
+                                .steps_per_epoch = spe};
+    }
+    if (lr_schedule_check(&t->sched, err, sizeof err)) USAGE_FAIL("train: %s", err);
     if (mc.vocab_size < t->task->vocab)
         USAGE_FAIL("model.vocab_size = %d is smaller than the task's vocabulary (%d tokens)", mc.vocab_size,
                    t->task->vocab);
@@ -198,7 +220,8 @@ static int setup(Trainer *t)
         task_batch_alloc(&t->abatch, t->S, L))
         return EXIT_RUNTIME;
     t->task->test_batch(t->task, 0, t->S, &t->abatch);
-    const int Ly = mc.num_layers, H = mc.num_heads, T = model_spectra_T(&t->model, L);
+    const int La = t->abatch.L; /* padded inputs: the longest analysis sequence */
+    const int Ly = mc.num_layers, H = mc.num_heads, T = model_spectra_T(&t->model, La);
     size_t n_eig = (size_t)t->S * Ly * H * T, n_pct = (size_t)Ly * H * SPECTRA_NBINS;
     t->eig = malloc(n_eig * sizeof(double));
     t->pct = malloc(n_pct * (size_t)t->S * sizeof(double));
@@ -207,9 +230,22 @@ static int setup(Trainer *t)
     if (!t->eig || !t->pct || !t->pmean || !t->pstd) return EXIT_RUNTIME;
 
     runfile_init(&t->rf);
-    if (runfile_set_spectra_shape(&t->rf, config_str(c, "spectra.method"), t->S, Ly, H, T, L))
+    if (runfile_set_spectra_shape(&t->rf, config_str(c, "spectra.method"), t->S, Ly, H, T, La))
         return EXIT_RUNTIME;
-    memcpy(t->rf.inputs, t->abatch.tokens, (size_t)t->S * L * sizeof(int32_t));
+    memcpy(t->rf.inputs, t->abatch.tokens, (size_t)t->S * La * sizeof(int32_t));
+    if (t->abatch.mask) {
+        /* dsf counts only the steps of valid (unpadded) positions; paper
+         * keeps the reference's pads-included time axis. */
+        t->rf.mask = malloc((size_t)t->S * La * sizeof(float));
+        t->n_valid = malloc((size_t)t->S * sizeof(int));
+        if (!t->rf.mask || !t->n_valid) return EXIT_RUNTIME;
+        memcpy(t->rf.mask, t->abatch.mask, (size_t)t->S * La * sizeof(float));
+        for (int i = 0; i < t->S; i++) {
+            int n = 0;
+            while (n < La && t->abatch.mask[(size_t)i * La + n] != 0.0f) n++;
+            t->n_valid[i] = model_spectra_T(&t->model, n);
+        }
+    }
     snprintf(t->rf.task, sizeof t->rf.task, "%s", t->task->name);
     snprintf(t->rf.model, sizeof t->rf.model, "%s", model_kind_name(mc.kind));
     t->rf.seed = (int64_t)t->seed;
@@ -226,6 +262,7 @@ static void teardown(Trainer *t)
     free(t->pct);
     free(t->pmean);
     free(t->pstd);
+    free(t->n_valid);
     runfile_free(&t->rf);
     task_batch_free(&t->batch);
     task_batch_free(&t->ebatch);
@@ -258,7 +295,8 @@ static int compute_spectra(Trainer *t, bool init)
         fprintf(stderr, "seqeig: internal error: NaN eigenvalue (flat index %ld of the spectra)\n", bad);
         return -1;
     }
-    spectra_percent(t->eig, t->S, Ly, H, T, t->pct);
+    const bool paper = strcmp(t->rf.method, "paper") == 0;
+    spectra_percent_valid(t->eig, t->S, Ly, H, T, paper ? NULL : t->n_valid, t->pct);
     spectra_percent_stats(t->pct, t->S, Ly, H, t->pmean, t->pstd);
     return 0;
 }

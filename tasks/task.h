@@ -37,6 +37,7 @@ struct Task {
     int num_outputs;       /* classes the output layer must provide */
     bool classification;   /* one label per sequence */
     int n_test;            /* test examples */
+    int n_train;  /* training examples (0: unlimited) */
     /* Training batch of optimizer step `step` (0-based), B sequences. */
     void (*train_batch)(Task *t, int64_t step, int B, TaskBatch *out);
     /* Test examples first .. first+n-1. */

@@ -692,12 +692,34 @@ START_TEST(test_block_hooks_reproduce_model_forward)
 }
 END_TEST
 
+START_TEST(test_percent_valid_counts_only_the_valid_prefix)
+{
+    /* 2 samples x 1 layer x 2 heads x T 4; sample 0 has 2 valid steps, sample 1 none. */
+    const double eig[16] = {0.05, 0.95, 50.0, 50.0, 0.3, 0.3, 0.3, 0.3,
+                            0.05, 0.05, 0.05, 0.05, 0.7, 0.7, 0.7, 0.7};
+    const int n_valid[2] = {2, 0};
+    double pct[2 * 2 * SPECTRA_NBINS];
+    spectra_percent_valid(eig, 2, 1, 2, 4, n_valid, pct);
+    ck_assert_double_eq(pct[0], 50.0);                      /* 0.05 of 2 steps */
+    ck_assert_double_eq(pct[3], 50.0);                      /* 0.95 */
+    ck_assert_double_eq(pct[5], 0.0);                       /* the padded 50s do not count */
+    ck_assert_double_eq(pct[SPECTRA_NBINS + 1], 100.0);     /* head 1: 0.3, 0.3 */
+    for (int k = 0; k < 2 * SPECTRA_NBINS; k++) ck_assert_double_eq(pct[2 * SPECTRA_NBINS + k], 0.0);
+    double all[2 * 2 * SPECTRA_NBINS], ref[2 * 2 * SPECTRA_NBINS];
+    spectra_percent_valid(eig, 2, 1, 2, 4, NULL, all);
+    spectra_percent(eig, 2, 1, 2, 4, ref);
+    ck_assert_mem_eq(all, ref, sizeof all);
+    ck_assert_double_eq(all[5], 50.0);                      /* without a mask the pads count */
+}
+END_TEST
+
 Suite *suite_spectra(void)
 {
     Suite *s = suite_create("spectra");
     TCase *tc = tcase_create("statistics");
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_bins_closed_at_both_ends_threshold_counts_twice);
+    tcase_add_test(tc, test_percent_valid_counts_only_the_valid_prefix);
     tcase_add_test(tc, test_bins_inf_in_last_negative_and_nan_in_none);
     tcase_add_test(tc, test_percent_by_hand_with_double_counting);
     tcase_add_test(tc, test_percent_layout_samples_layers_heads);

@@ -403,6 +403,24 @@ def test_paper_method(d):
               "dsf and paper give different eigenvalues on the same weights")
 
 
+def test_epochs(d):
+    cfg = tiny_config(os.path.join(d, "ep.yaml"), steps=999, eval_every=999)
+    out = os.path.join(d, "ep.h5")
+    rc, _, err = run("train", "--config", cfg, "--out", out, "--quiet", "--set", "train.num_epochs=3",
+                     "--set", "dataset.num_train_examples=40", "--set", "train.warmup=1",
+                     "--set", "train.log_every=1")
+    check(rc == 0, f"epoch-based run (got {rc}: {err.strip()[-200:]})")
+    with h5py.File(out, "r") as f:
+        check(list(f["metrics/eval/step"][()]) == [3, 6, 9] and f.attrs["total_steps"] == 9,
+              "num_epochs 3 with 40 examples, batch 16: 3 steps per epoch, an evaluation after each epoch")
+        lr = f["metrics/train/lr"][()]
+        check(lr[0] == lr[1] == lr[2] and lr[3] == lr[4] == lr[5] and lr[2] != lr[3],
+              "the epoch schedule holds the rate within an epoch")
+    rc, _, err = run("train", "--config", cfg, "--out", os.path.join(d, "ep2.h5"), "--quiet",
+                     "--set", "train.num_epochs=3", "--set", "dataset.num_train_examples=0")
+    check(rc == 2 and "needs a finite training set" in err, "epochs over fresh examples are refused")
+
+
 def test_models(d):
     for model in ("lin-attention", "norm-attention", "mamba2"):
         cfg = tiny_config(os.path.join(d, f"{model}.yaml"), model=model, steps=20, eval_every=10)
@@ -423,7 +441,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         d = keep or tmp
         for t in (test_usage_errors, test_config_errors, test_run_file, test_determinism_and_resume,
-                  test_failure, test_paper_method, test_models, test_reference_config):
+                  test_failure, test_paper_method, test_epochs, test_models, test_reference_config):
             print(f"== {t.__name__}")
             t(d)
     print(f"tests/e2e/test_cli.py: {N_CHECKS} checks passed")
