@@ -103,7 +103,14 @@ int model_keys_to_config(const Config *c, ModelConfig *mc, char *err, size_t err
     mc->num_heads = config_int(c, "model.num_heads");
     mc->num_layers = config_int(c, "model.num_layers");
     mc->dropout = (float)config_double(c, "model.dropout");
-    mc->head = config_bool(c, "model.classifier") ? HEAD_CLASSIFIER : HEAD_LM;
+    /* The reference Mamba model classifies whenever it pools (its configs
+     * say `pooling: "mean"` without `classifier:`); the transformer reads
+     * `classifier`.  seqeig's pooling default is "mean", so for Mamba-2
+     * only an explicitly given pooling counts. */
+    const int pi = config_schema_find(c->schema, "model.pooling");
+    const bool pooling_given = c->source[pi] != CONFIG_FROM_DEFAULT;
+    const bool mamba_pools = mamba && pooling_given && strcmp(config_str(c, "model.pooling"), "mean") == 0;
+    mc->head = (config_bool(c, "model.classifier") || mamba_pools) ? HEAD_CLASSIFIER : HEAD_LM;
     mc->mixer = (MixerKind)index_of(MIXERS, config_str(c, "model.mixer"));
     /* mixer_dim sizes the transformer MLP and the classifier MLP; the
      * reference LM head has no MLP, so it only matters when used. */
