@@ -184,6 +184,7 @@ Task *mqar_task_create(const Config *c, uint64_t seed, char *err, size_t errlen)
                      .num_outputs = t->p.vocab,
                      .classification = false,
                      .n_test = n_test,
+                     .n_train = n_train,
                      .train_batch = mqar_train_batch,
                      .test_batch = mqar_test_batch,
                      .destroy = mqar_destroy,
