@@ -39,7 +39,7 @@ int task_batch_alloc(TaskBatch *b, int cap_B, int L)
     memset(b, 0, sizeof *b);
     size_t n = (size_t)cap_B * (size_t)L;
     b->tokens = malloc(n * sizeof *b->tokens);
-    b->rows = malloc(n * sizeof *b->rows);
+    b->rows = b->rows_buf = malloc(n * sizeof *b->rows);
     b->targets = malloc(n * sizeof *b->targets);
     b->scratch = malloc(n * sizeof *b->scratch);
     b->mask_buf = malloc(n * sizeof *b->mask_buf);
@@ -56,7 +56,7 @@ void task_batch_free(TaskBatch *b)
 {
     free(b->tokens);
     free(b->mask_buf); /* mask is NULL or points into it */
-    free(b->rows);
+    free(b->rows_buf); /* rows is NULL (classification) or points into it */
     free(b->targets);
     free(b->scratch);
     memset(b, 0, sizeof *b);

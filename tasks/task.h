@@ -25,6 +25,7 @@ typedef struct TaskBatch {
     float *mask;       /* (B, L) validity, or NULL when every position is valid */
     float *mask_buf;   /* (cap_B, L) storage; a padded task sets mask = mask_buf */
     int32_t *rows;     /* flat labelled positions, ascending; NULL for classification */
+    int32_t *rows_buf; /* (cap_B, L) storage rows starts out pointing at */
     int32_t *targets;  /* per row (or per sequence for classification) */
     int n_rows;        /* entries in rows / targets */
     int32_t *scratch;  /* (cap_B, L) for the task's own use (e.g. per-position labels) */
