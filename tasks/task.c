@@ -3,10 +3,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "listops_task.h"
 #include "mqar_task.h"
 #include "task.h"
 
-static const char *const TASK_NAMES[] = {"mqar", NULL};
+static const char *const TASK_NAMES[] = {"mqar", "listops", NULL};
 
 void task_keys_register(ConfigSchema *s)
 {
@@ -16,12 +17,14 @@ void task_keys_register(ConfigSchema *s)
     config_schema_add_str(s, "dataset.data_dir", "", CONFIG_IGNORED);
     config_schema_add_bool(s, "dataset.fixed_size", true, CONFIG_IGNORED);
     mqar_task_keys_register(s);
+    listops_task_keys_register(s);
 }
 
 Task *task_create(const Config *c, uint64_t seed, char *err, size_t errlen)
 {
     const char *name = config_str(c, "dataset._name_");
     if (strcmp(name, "mqar") == 0) return mqar_task_create(c, seed, err, errlen);
+    if (strcmp(name, "listops") == 0) return listops_task_create(c, seed, err, errlen);
     snprintf(err, errlen, "dataset._name_ = '%s': unknown task", name);
     return NULL;
 }
@@ -36,10 +39,11 @@ int task_batch_alloc(TaskBatch *b, int cap_B, int L)
     memset(b, 0, sizeof *b);
     size_t n = (size_t)cap_B * (size_t)L;
     b->tokens = malloc(n * sizeof *b->tokens);
-    b->rows = malloc(n * sizeof *b->rows);
+    b->rows = b->rows_buf = malloc(n * sizeof *b->rows);
     b->targets = malloc(n * sizeof *b->targets);
     b->scratch = malloc(n * sizeof *b->scratch);
-    if (!b->tokens || !b->rows || !b->targets || !b->scratch) {
+    b->mask_buf = malloc(n * sizeof *b->mask_buf);
+    if (!b->tokens || !b->rows || !b->targets || !b->scratch || !b->mask_buf) {
         task_batch_free(b);
         return -1;
     }
@@ -51,8 +55,8 @@ int task_batch_alloc(TaskBatch *b, int cap_B, int L)
 void task_batch_free(TaskBatch *b)
 {
     free(b->tokens);
-    free(b->mask);
-    free(b->rows);
+    free(b->mask_buf); /* mask is NULL or points into it */
+    free(b->rows_buf); /* rows is NULL (classification) or points into it */
     free(b->targets);
     free(b->scratch);
     memset(b, 0, sizeof *b);
