@@ -421,6 +421,61 @@ def test_epochs(d):
     check(rc == 2 and "needs a finite training set" in err, "epochs over fresh examples are refused")
 
 
+def test_classification(d):
+    """ListOps: padded classification batches, spectra over valid steps only."""
+    for model in ("sm-attention", "mamba2"):
+        cfg = os.path.join(d, f"lo_{model}.yaml")
+        head = ("  layer: mamba\n  version: mamba2\n  pooling: mean\n  dropout: 0.0\n" if model == "mamba2" else
+                "  layer: transformer\n  attention_fn: sm-attention\n  max_pos_embed: 40\n  mixer: mlp\n"
+                "  mixer_dim: 32\n  classifier: true\n")
+        with open(cfg, "w") as f:
+            f.write(f"""seed: 3
+dataset:
+  _name_: listops
+  min_length: 5
+  max_length: 40
+  num_train_samples: 200
+  num_test_samples: 40
+train:
+  num_epochs: 2
+  batch_size: 16
+  lr: 1.0e-3
+model:
+{head}  num_layers: 2
+  hidden_dim: 16
+  state_dim: 16
+  num_heads: 2
+  vocab_size: 18
+  output_dim: 10
+spectra:
+  analysis_batch: 12
+""")
+        out = os.path.join(d, f"lo_{model}.h5")
+        rc, _, err = run("train", "--config", cfg, "--out", out, "--quiet")
+        check(rc == 0, f"listops {model}: trains (got {rc}: {err.strip()[-200:]})")
+        with h5py.File(out, "r") as f:
+            mask = f["spectra/mask"][()]
+            eig = f["spectra/init/eig"][()]
+            S, L = mask.shape
+            valid = mask.sum(1).astype(int)
+            check(f.attrs["task"] == "listops" and list(f["metrics/eval/step"][()]) == [13, 26]
+                  and S == 12 and valid.min() < L == valid.max() and np.all(mask[np.arange(L)[None, :] >= valid[:, None]] == 0),
+                  f"listops {model}: 2 epochs of 13 steps, padded analysis batch with its mask")
+            th = [0.0, *f["spectra/thresholds"][()]]
+            pct = np.zeros(eig.shape[:3] + (7,))
+            for s_ in range(S):
+                n = valid[s_] - (0 if model == "mamba2" else 1)
+                e = eig[s_, :, :, :n]
+                for k in range(6):
+                    pct[s_, ..., k] = 100.0 * ((e >= th[k]) & (e <= th[k + 1])).sum(-1) / n
+                pct[s_, ..., 6] = 100.0 * (e > th[-1]).sum(-1) / n
+            check(np.allclose(pct.mean(0), f["spectra/init/percent_mean"][()], rtol=0, atol=1e-9),
+                  f"listops {model}: dsf percentages count only the valid steps of each sample")
+            acc = f["metrics/eval/test_acc"][()]
+            check(np.all((acc >= 0) & (acc <= 1)) and np.all(acc * 40 == np.round(acc * 40)),
+                  f"listops {model}: accuracy over the 40 test examples")
+
+
 def test_models(d):
     for model in ("lin-attention", "norm-attention", "mamba2"):
         cfg = tiny_config(os.path.join(d, f"{model}.yaml"), model=model, steps=20, eval_every=10)
@@ -441,7 +496,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         d = keep or tmp
         for t in (test_usage_errors, test_config_errors, test_run_file, test_determinism_and_resume,
-                  test_failure, test_paper_method, test_epochs, test_models, test_reference_config):
+                  test_failure, test_paper_method, test_epochs, test_classification, test_models, test_reference_config):
             print(f"== {t.__name__}")
             t(d)
     print(f"tests/e2e/test_cli.py: {N_CHECKS} checks passed")
