@@ -7,8 +7,9 @@
  *
  * Sequence-to-sequence tasks (MQAR) label some positions: a batch lists
  * them as flat indices b*L + t (`rows`) with their targets, so the model
- * computes logits and loss only there.  Classification tasks (later) label
- * whole sequences: rows == NULL and one target per sequence. */
+ * computes logits and loss only there.  Classification tasks label whole
+ * sequences: rows == NULL and one target per sequence (n_rows = B); padded
+ * ones (ListOps) set L to the batch's longest sequence and mask (B, L). */
 #ifndef SEQEIG_TASK_H
 #define SEQEIG_TASK_H
 
@@ -22,6 +23,7 @@ typedef struct TaskBatch {
     int B, L;
     int32_t *tokens;   /* (B, L) */
     float *mask;       /* (B, L) validity, or NULL when every position is valid */
+    float *mask_buf;   /* (cap_B, L) storage; a padded task sets mask = mask_buf */
     int32_t *rows;     /* flat labelled positions, ascending; NULL for classification */
     int32_t *targets;  /* per row (or per sequence for classification) */
     int n_rows;        /* entries in rows / targets */
@@ -37,6 +39,7 @@ struct Task {
     int num_outputs;       /* classes the output layer must provide */
     bool classification;   /* one label per sequence */
     int n_test;            /* test examples */
+    int n_train;           /* training examples per epoch (finite set); 0 = fresh every step */
     /* Training batch of optimizer step `step` (0-based), B sequences. */
     void (*train_batch)(Task *t, int64_t step, int B, TaskBatch *out);
     /* Test examples first .. first+n-1. */
