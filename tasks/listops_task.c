@@ -20,17 +20,16 @@
 
 #include "../src/rng.h"
 #include "listops.h"
+#include "epoch_order.h"
 #include "listops_task.h"
 
-#define LISTOPS_EPOCH_STREAM(e) ((UINT64_C(1) << 32) + (uint64_t)(e))
 
 typedef struct ListopsTask {
     Task base;
     ListopsParams p;
     uint64_t seed;
     ListopsDataset train, test;
-    int32_t *order[2]; /* cached epoch orders */
-    int64_t order_epoch[2];
+    EpochOrder order;  /* training order */
     int32_t *idx;      /* (max batch) sample indices of the batch being built */
     int idx_cap;
 } ListopsTask;
@@ -44,26 +43,6 @@ void listops_task_keys_register(ConfigSchema *s)
     config_schema_add_int(s, "dataset.max_args", d.max_args, 0);
     config_schema_add_int(s, "dataset.min_length", d.min_length, 0);
     config_schema_add_int(s, "dataset.max_length", d.max_length, 0);
-}
-
-static const int32_t *epoch_order(ListopsTask *t, int64_t e)
-{
-    for (int s = 0; s < 2; s++)
-        if (t->order_epoch[s] == e) return t->order[s];
-    int s = t->order_epoch[0] < t->order_epoch[1] ? 0 : 1;
-    int32_t *o = t->order[s];
-    const int n = t->train.n;
-    for (int i = 0; i < n; i++) o[i] = i;
-    Rng r;
-    rng_init(&r, rng_derive_key(t->seed, RNG_DATA, LISTOPS_EPOCH_STREAM(e)));
-    for (int i = n - 1; i > 0; i--) {
-        int j = (int)rng_below(&r, (uint64_t)i + 1);
-        int32_t tmp = o[i];
-        o[i] = o[j];
-        o[j] = tmp;
-    }
-    t->order_epoch[s] = e;
-    return o;
 }
 
 /* Samples idx[0..B-1] of d, each + <eos>, padded to the longest. */
@@ -114,11 +93,7 @@ static void listops_train_batch(Task *base, int64_t step, int B, TaskBatch *out)
 {
     ListopsTask *t = base->impl;
     int32_t *idx = batch_indices(t, B);
-    const int64_t N = t->train.n;
-    for (int b = 0; b < B; b++) {
-        int64_t pos = step * (int64_t)B + b;
-        idx[b] = epoch_order(t, pos / N)[pos % N];
-    }
+    for (int b = 0; b < B; b++) idx[b] = epoch_order_at(&t->order, step * (int64_t)B + b);
     fill_batch(t, &t->train, idx, B, out);
 }
 
@@ -140,8 +115,7 @@ static void listops_destroy(Task *base)
     ListopsTask *t = base->impl;
     listops_dataset_free(&t->train);
     listops_dataset_free(&t->test);
-    free(t->order[0]);
-    free(t->order[1]);
+    epoch_order_free(&t->order);
     free(t->idx);
     free(t);
 }
@@ -207,10 +181,7 @@ Task *listops_task_create(const Config *c, uint64_t seed, char *err, size_t errl
         listops_destroy(&t->base);
         return NULL;
     }
-    t->order_epoch[0] = t->order_epoch[1] = -1;
-    t->order[0] = malloc((size_t)n_train * sizeof(int32_t));
-    t->order[1] = malloc((size_t)n_train * sizeof(int32_t));
-    if (!t->order[0] || !t->order[1]) {
+    if (epoch_order_init(&t->order, n_train, seed)) {
         snprintf(err, errlen, "out of memory for the ListOps epoch order");
         listops_destroy(&t->base);
         return NULL;

@@ -17,10 +17,9 @@
 
 #include "../src/rng.h"
 #include "mqar.h"
+#include "epoch_order.h"
 #include "mqar_task.h"
 
-/* Stream index of epoch e's order (train and test use 0 and 1). */
-#define MQAR_EPOCH_STREAM(e) ((UINT64_C(1) << 32) + (uint64_t)(e))
 
 typedef struct MqarTask {
     Task base;
@@ -28,8 +27,7 @@ typedef struct MqarTask {
     uint64_t seed, train_key, test_key;
     MqarDataset train;   /* n = 0 when examples are fresh every step */
     MqarDataset test;
-    int32_t *order[2];   /* cached epoch orders */
-    int64_t order_epoch[2];
+    EpochOrder order;    /* training order (finite set) */
 } MqarTask;
 
 void mqar_task_keys_register(ConfigSchema *s)
@@ -41,27 +39,6 @@ void mqar_task_keys_register(ConfigSchema *s)
     config_schema_add_int(s, "dataset.num_test_examples", 3000, 0);
     config_schema_add_double(s, "dataset.power_a", 0.01, 0);
     config_schema_add_bool(s, "dataset.random_non_queries", true, 0);
-}
-
-static const int32_t *epoch_order(MqarTask *t, int64_t e)
-{
-    for (int s = 0; s < 2; s++)
-        if (t->order_epoch[s] == e) return t->order[s];
-    /* Replace the older slot. */
-    int s = t->order_epoch[0] < t->order_epoch[1] ? 0 : 1;
-    int32_t *o = t->order[s];
-    int n = t->train.n;
-    for (int i = 0; i < n; i++) o[i] = i;
-    Rng r;
-    rng_init(&r, rng_derive_key(t->seed, RNG_DATA, MQAR_EPOCH_STREAM(e)));
-    for (int i = n - 1; i > 0; i--) {
-        int j = (int)rng_below(&r, (uint64_t)i + 1);
-        int32_t tmp = o[i];
-        o[i] = o[j];
-        o[j] = tmp;
-    }
-    t->order_epoch[s] = e;
-    return o;
 }
 
 /* rows/targets from labels (B, L), in (b, t) order. */
@@ -97,11 +74,9 @@ static void mqar_train_batch(Task *base, int64_t step, int B, TaskBatch *out)
         collect_rows(out->scratch, B, L, out);
         return;
     }
-    const int64_t N = t->train.n;
     for (int b = 0; b < B; b++) {
         int64_t pos = step * (int64_t)B + b;
-        const int32_t *o = epoch_order(t, pos / N);
-        int32_t ex = o[pos % N];
+        int32_t ex = epoch_order_at(&t->order, pos);
         memcpy(out->tokens + (size_t)b * L, t->train.inputs + (size_t)ex * L, (size_t)L * sizeof(int32_t));
         memcpy(out->scratch + (size_t)b * L, t->train.labels + (size_t)ex * L, (size_t)L * sizeof(int32_t));
     }
@@ -121,8 +96,7 @@ static void mqar_destroy(Task *base)
     MqarTask *t = base->impl;
     mqar_dataset_free(&t->train);
     mqar_dataset_free(&t->test);
-    free(t->order[0]);
-    free(t->order[1]);
+    epoch_order_free(&t->order);
     free(t);
 }
 
@@ -168,15 +142,10 @@ Task *mqar_task_create(const Config *c, uint64_t seed, char *err, size_t errlen)
         mqar_destroy(&t->base);
         return NULL;
     }
-    t->order_epoch[0] = t->order_epoch[1] = -1;
-    if (n_train > 0) {
-        t->order[0] = malloc((size_t)n_train * sizeof(int32_t));
-        t->order[1] = malloc((size_t)n_train * sizeof(int32_t));
-        if (!t->order[0] || !t->order[1]) {
-            snprintf(err, errlen, "out of memory for the MQAR epoch order");
-            mqar_destroy(&t->base);
-            return NULL;
-        }
+    if (n_train > 0 && epoch_order_init(&t->order, n_train, seed)) {
+        snprintf(err, errlen, "out of memory for the MQAR epoch order");
+        mqar_destroy(&t->base);
+        return NULL;
     }
     t->base = (Task){.name = "mqar",
                      .seq_len = t->p.seq_len,

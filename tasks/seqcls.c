@@ -6,7 +6,6 @@
 #include "../src/rng.h"
 #include "seqcls.h"
 
-#define SEQCLS_EPOCH_STREAM(e) ((UINT64_C(1) << 32) + (uint64_t)(e))
 #define SEQCLS_SPLIT_STREAM (UINT64_C(2) << 32)
 
 int seqset_init(SeqSet *s, int width, int64_t cap_tokens, int cap_n)
@@ -87,18 +86,6 @@ int seqcls_val_split(const Config *c, double task_default, double *out, char *er
     return 0;
 }
 
-static void shuffle(int32_t *o, int n, uint64_t key)
-{
-    Rng r;
-    rng_init(&r, key);
-    for (int i = n - 1; i > 0; i--) {
-        int j = (int)rng_below(&r, (uint64_t)i + 1);
-        int32_t tmp = o[i];
-        o[i] = o[j];
-        o[j] = tmp;
-    }
-}
-
 static int cmp_i32(const void *a, const void *b)
 {
     int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
@@ -113,51 +100,11 @@ int seqcls_split(int n, double val_split, uint64_t split_seed, int32_t **idx)
     int keep = n;
     if (val_split > 0.0) {
         keep = (int)((double)n * (1.0 - val_split));
-        shuffle(o, n, rng_derive_key(split_seed, RNG_DATA, SEQCLS_SPLIT_STREAM));
+        shuffle_indices(o, n, rng_derive_key(split_seed, RNG_DATA, SEQCLS_SPLIT_STREAM));
         qsort(o, (size_t)keep, sizeof *o, cmp_i32);
     }
     *idx = o;
     return keep;
-}
-
-int seqorder_init(SeqOrder *o, int n, uint64_t run_seed)
-{
-    memset(o, 0, sizeof *o);
-    o->n = n;
-    o->seed = run_seed;
-    o->epoch[0] = o->epoch[1] = -1;
-    o->order[0] = malloc((size_t)(n > 0 ? n : 1) * sizeof(int32_t));
-    o->order[1] = malloc((size_t)(n > 0 ? n : 1) * sizeof(int32_t));
-    if (!o->order[0] || !o->order[1]) {
-        seqorder_free(o);
-        return -1;
-    }
-    return 0;
-}
-
-void seqorder_free(SeqOrder *o)
-{
-    free(o->order[0]);
-    free(o->order[1]);
-    memset(o, 0, sizeof *o);
-}
-
-int32_t seqorder_at(SeqOrder *o, int64_t pos)
-{
-    const int64_t e = pos / o->n;
-    int s;
-    if (o->epoch[0] == e)
-        s = 0;
-    else if (o->epoch[1] == e)
-        s = 1;
-    else {
-        /* Replace the older slot. */
-        s = o->epoch[0] < o->epoch[1] ? 0 : 1;
-        for (int i = 0; i < o->n; i++) o->order[s][i] = i;
-        shuffle(o->order[s], o->n, rng_derive_key(o->seed, RNG_DATA, SEQCLS_EPOCH_STREAM(e)));
-        o->epoch[s] = e;
-    }
-    return o->order[s][pos % o->n];
 }
 
 void seqcls_fill(const SeqSet *s, const int32_t *idx, int B, int32_t pad, int max_L, TaskBatch *out)
@@ -204,7 +151,7 @@ typedef struct SeqclsTask {
     Task base;
     SeqSet train, test;
     int32_t *train_idx;
-    SeqOrder order;
+    EpochOrder order;
     int32_t pad;
 } SeqclsTask;
 
@@ -212,7 +159,7 @@ static void seqcls_train_batch(Task *base, int64_t step, int B, TaskBatch *out)
 {
     SeqclsTask *t = base->impl;
     int32_t *idx = out->scratch;
-    for (int b = 0; b < B; b++) idx[b] = t->train_idx[seqorder_at(&t->order, step * (int64_t)B + b)];
+    for (int b = 0; b < B; b++) idx[b] = t->train_idx[epoch_order_at(&t->order, step * (int64_t)B + b)];
     seqcls_fill(&t->train, idx, B, t->pad, base->seq_len, out);
 }
 
@@ -234,7 +181,7 @@ static void seqcls_destroy(Task *base)
     seqset_free(&t->train);
     seqset_free(&t->test);
     free(t->train_idx);
-    seqorder_free(&t->order);
+    epoch_order_free(&t->order);
     free(t);
 }
 
@@ -242,7 +189,7 @@ Task *seqcls_task_create(const char *name, SeqSet *train, SeqSet *test, int32_t 
                          int vocab, int num_outputs, int32_t pad, uint64_t run_seed, char *err, size_t errlen)
 {
     SeqclsTask *t = calloc(1, sizeof *t);
-    if (!t || seqorder_init(&t->order, n_train, run_seed)) {
+    if (!t || epoch_order_init(&t->order, n_train, run_seed)) {
         snprintf(err, errlen, "%s: out of memory", name);
         free(t);
         seqset_free(train);

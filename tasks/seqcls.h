@@ -17,6 +17,7 @@
 
 #include <stdint.h>
 
+#include "epoch_order.h"
 #include "task.h"
 
 /* n sequences, concatenated; tokens are 8-bit (width 1) or 16-bit (width 2). */
@@ -53,19 +54,6 @@ int seqcls_val_split(const Config *c, double task_default, double *out, char *er
  * 2 << 32), sorted.  The held-out part is not used (as in the reference).
  * Returns the count, or -1 (out of memory); *idx is malloc'ed. */
 int seqcls_split(int n, double val_split, uint64_t split_seed, int32_t **idx);
-
-/* Epoch orders over a training set of n examples (cached, two at a time). */
-typedef struct SeqOrder {
-    int n;
-    uint64_t seed;
-    int32_t *order[2];
-    int64_t epoch[2];
-} SeqOrder;
-
-int seqorder_init(SeqOrder *o, int n, uint64_t run_seed);
-void seqorder_free(SeqOrder *o);
-/* Example (index into 0..n-1) at position `pos` of the concatenated epoch orders. */
-int32_t seqorder_at(SeqOrder *o, int64_t pos);
 
 /* Batch of sequences idx[0..B-1] of s, padded with `pad`; out was
  * allocated for cap_B sequences of max_L >= s->max_len tokens.  idx may
