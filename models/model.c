@@ -79,6 +79,15 @@ int model_spectra_T(const Model *m, int L)
     return L > 1 ? L - 1 : 0;
 }
 
+void model_spectra_valid_steps(const Model *m, const float *mask, int S, int L, int *n_valid)
+{
+    for (int i = 0; i < S; i++) {
+        int n = 0;
+        while (n < L && mask[(size_t)i * L + n] != 0.0f) n++;
+        n_valid[i] = model_spectra_T(m, n);
+    }
+}
+
 int model_check_length(const Model *m, int L, char *err, size_t errlen)
 {
     if (L < 1) {

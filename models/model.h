@@ -117,6 +117,10 @@ void model_spectra_paper(Model *m, Graph *g, const ModelBatch *batch, double *ei
 /* Time steps per sequence in the spectra: L - 1 for attention, L for Mamba-2. */
 int model_spectra_T(const Model *m, int L);
 
+/* For padded inputs (mask (S, L), valid positions a prefix): the number of
+ * spectra steps of each sample's valid part, model_spectra_T(valid length). */
+void model_spectra_valid_steps(const Model *m, const float *mask, int S, int L, int *n_valid);
+
 /* 0 if sequences of length L (>= 1) can be fed to the model; otherwise -1
  * and a message naming the limiting key (max_pos_embed: learned positions
  * exist only for t < max_pos_embed).  model_forward aborts on such a batch. */

@@ -22,24 +22,11 @@ static void info_usage(FILE *f)
             "  --help     this message\n");
 }
 
-static const char *const BIN_LABELS[SPECTRA_NBINS] = {"[0,.1]", "[.1,.5]", "[.5,.9]", "[.9,1]",
-                                                      "[1,10]", "[10,100]", ">100"};
-
-static void print_bins(const RunFile *r, const char *title, const RunSpectrum *s)
+static void print_bins(const RunFile *r, const char *what, const double *mean, const double *std)
 {
-    printf("\n%s (percent of steps per bin, mean +- std over %d samples):\n", title, r->samples);
-    printf("  %-12s", "layer/head");
-    for (int k = 0; k < SPECTRA_NBINS; k++) printf(" %13s", BIN_LABELS[k]);
-    printf("\n");
-    for (int l = 0; l < r->layers; l++)
-        for (int h = 0; h < r->heads; h++) {
-            printf("  %5d/%-6d", l, h);
-            for (int k = 0; k < SPECTRA_NBINS; k++) {
-                size_t i = ((size_t)l * r->heads + h) * SPECTRA_NBINS + k;
-                printf(" %6.1f+-%5.1f", s->mean[i], s->std[i]);
-            }
-            printf("\n");
-        }
+    char title[160];
+    snprintf(title, sizeof title, "\n%s (percent of steps per bin, mean +- std over %d samples):", what, r->samples);
+    spectra_print_table(stdout, title, mean, std, r->layers, r->heads);
 }
 
 int cmd_info(int argc, char **argv)
@@ -113,11 +100,13 @@ int cmd_info(int argc, char **argv)
     }
     printf("\nspectra: method %s, %d samples, %d layers, %d heads, %d steps per sequence\n", r.method, r.samples,
            r.layers, r.heads, r.T);
-    if (r.init.present) print_bins(&r, "init", &r.init);
-    if (r.final.present) print_bins(&r, "final", &r.final);
-    else if (r.n_hist) print_bins(&r, "latest evaluation", &(RunSpectrum){.present = true,
-                                                                         .mean = r.hist_mean + (r.n_hist - 1) * (size_t)r.layers * r.heads * SPECTRA_NBINS,
-                                                                         .std = r.hist_std + (r.n_hist - 1) * (size_t)r.layers * r.heads * SPECTRA_NBINS});
+    if (r.init.present) print_bins(&r, "init", r.init.mean, r.init.std);
+    if (r.final.present) {
+        print_bins(&r, "final", r.final.mean, r.final.std);
+    } else if (r.n_hist) {
+        size_t last = (r.n_hist - 1) * (size_t)r.layers * r.heads * SPECTRA_NBINS;
+        print_bins(&r, "latest evaluation", r.hist_mean + last, r.hist_std + last);
+    }
     runfile_free(&r);
     return 0;
 }

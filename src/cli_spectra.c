@@ -36,25 +36,12 @@ static void spectra_usage(FILE *f)
             "  --help         this message\n");
 }
 
-static const char *const LABELS[SPECTRA_NBINS] = {"[0,.1]", "[.1,.5]", "[.5,.9]", "[.9,1]",
-                                                  "[1,10]", "[10,100]", ">100"};
-
-static void print_table(const RunFile *r, const char *title, const RunSpectrum *s)
+static void print_table(const RunFile *r, const char *what, const RunSpectrum *s)
 {
-    printf("%s (method %s; percent of steps per bin, mean +- std over %d samples)\n", title, r->method,
-           r->samples);
-    printf("  %-12s", "layer/head");
-    for (int k = 0; k < SPECTRA_NBINS; k++) printf(" %13s", LABELS[k]);
-    printf("\n");
-    for (int l = 0; l < r->layers; l++)
-        for (int h = 0; h < r->heads; h++) {
-            printf("  %5d/%-6d", l, h);
-            for (int k = 0; k < SPECTRA_NBINS; k++) {
-                size_t i = ((size_t)l * r->heads + h) * SPECTRA_NBINS + k;
-                printf(" %6.1f+-%5.1f", s->mean[i], s->std[i]);
-            }
-            printf("\n");
-        }
+    char title[160];
+    snprintf(title, sizeof title, "%s (method %s; percent of steps per bin, mean +- std over %d samples)", what,
+             r->method, r->samples);
+    spectra_print_table(stdout, title, s->mean, s->std, r->layers, r->heads);
 }
 
 /* Eigenvalues and statistics of the current weights into s. */
@@ -78,11 +65,7 @@ static int fill(Model *m, Graph *g, const RunFile *r, SpectraMethod method, bool
             free(pct);
             return -1;
         }
-        for (int i = 0; i < r->samples; i++) {
-            int n = 0;
-            while (n < r->L && r->mask[(size_t)i * r->L + n] != 0.0f) n++;
-            n_valid[i] = model_spectra_T(m, n);
-        }
+        model_spectra_valid_steps(m, r->mask, r->samples, r->L, n_valid);
     }
     spectra_percent_valid(s->eig, r->samples, r->layers, r->heads, r->T, n_valid, pct);
     free(n_valid);

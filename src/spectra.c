@@ -59,3 +59,21 @@ long spectra_find_nan(const double *eig, size_t n)
         if (isnan(eig[i])) return (long)i;
     return -1;
 }
+
+void spectra_print_table(FILE *f, const char *title, const double *mean, const double *std, int Ly, int H)
+{
+    static const char *const labels[SPECTRA_NBINS] = {"[0,.1]", "[.1,.5]", "[.5,.9]", "[.9,1]",
+                                                      "[1,10]", "[10,100]", ">100"};
+    fprintf(f, "%s\n  %-12s", title, "layer/head");
+    for (int k = 0; k < SPECTRA_NBINS; k++) fprintf(f, " %13s", labels[k]);
+    fprintf(f, "\n");
+    for (int l = 0; l < Ly; l++)
+        for (int h = 0; h < H; h++) {
+            fprintf(f, "  %5d/%-6d", l, h);
+            for (int k = 0; k < SPECTRA_NBINS; k++) {
+                size_t i = ((size_t)l * H + h) * SPECTRA_NBINS + k;
+                fprintf(f, " %6.1f+-%5.1f", mean[i], std[i]);
+            }
+            fprintf(f, "\n");
+        }
+}

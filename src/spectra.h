@@ -19,6 +19,7 @@
 #define SEQEIG_SPECTRA_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 #define SPECTRA_NBINS 7
 #define SPECTRA_NTHRESH 6
@@ -38,6 +39,10 @@ void spectra_percent_valid(const double *eig, int S, int Ly, int H, int T, const
 
 /* mean, std (Ly, H, 7) over the S samples of pct (S, Ly, H, 7). */
 void spectra_percent_stats(const double *pct, int S, int Ly, int H, double *mean, double *std);
+
+/* Print mean +- std (Ly, H, 7) as a table, one row per layer/head,
+ * under the line `title` (labels of the 7 bins as column heads). */
+void spectra_print_table(FILE *f, const char *title, const double *mean, const double *std, int Ly, int H);
 
 /* Index of the first NaN in eig[0..n), or -1 if there is none. */
 long spectra_find_nan(const double *eig, size_t n);

@@ -240,11 +240,7 @@ static int setup(Trainer *t)
         t->n_valid = malloc((size_t)t->S * sizeof(int));
         if (!t->rf.mask || !t->n_valid) return EXIT_RUNTIME;
         memcpy(t->rf.mask, t->abatch.mask, (size_t)t->S * La * sizeof(float));
-        for (int i = 0; i < t->S; i++) {
-            int n = 0;
-            while (n < La && t->abatch.mask[(size_t)i * La + n] != 0.0f) n++;
-            t->n_valid[i] = model_spectra_T(&t->model, n);
-        }
+        model_spectra_valid_steps(&t->model, t->abatch.mask, t->S, La, t->n_valid);
     }
     snprintf(t->rf.task, sizeof t->rf.task, "%s", t->task->name);
     snprintf(t->rf.model, sizeof t->rf.model, "%s", model_kind_name(mc.kind));
