@@ -63,7 +63,8 @@ int model_config_check(const ModelConfig *c, char *err, size_t errlen)
     if ((int)c->kind < MODEL_SM_ATTENTION || (int)c->kind > MODEL_MAMBA2)
         FAIL("model: unknown model kind %d", (int)c->kind);
     const char *kn = model_kind_name(c->kind);
-    if (c->vocab_size <= 0) FAIL("vocab_size = %d: must be > 0", c->vocab_size);
+    if (c->input_dim < 0) FAIL("input_dim = %d: must be >= 0 (0: token inputs)", c->input_dim);
+    if (c->input_dim == 0 && c->vocab_size <= 0) FAIL("vocab_size = %d: must be > 0", c->vocab_size);
     if (c->output_dim <= 0) FAIL("output_dim = %d: must be > 0", c->output_dim);
     if (c->hidden_dim <= 0) FAIL("hidden_dim = %d: must be > 0", c->hidden_dim);
     if (c->state_dim <= 0) FAIL("state_dim = %d: must be > 0", c->state_dim);
@@ -90,6 +91,10 @@ int model_config_check(const ModelConfig *c, char *err, size_t errlen)
         FAIL("state_dim = %d is not divisible by num_heads = %d (%s: q/k head width d_qk/H)",
              c->state_dim, c->num_heads, kn);
     if (c->max_pos_embed < 0) FAIL("max_pos_embed = %d: must be >= 0", c->max_pos_embed);
+    if (c->input_dim > 0 && c->max_pos_embed > 0)
+        FAIL("max_pos_embed = %d: learned positions belong to the token embedding; the Linear input "
+             "layer of float inputs (input_dim = %d) has none, as in the reference (set max_pos_embed: 0)",
+             c->max_pos_embed, c->input_dim);
     if (c->dim_conv < 0) FAIL("dim_conv = %d: must be >= 0", c->dim_conv);
     if (c->mixer != MIXER_NONE && c->mixer != MIXER_MLP) FAIL("mixer: unknown mixer kind %d", (int)c->mixer);
     if (c->mixer == MIXER_MLP && c->mixer_dim <= 0)

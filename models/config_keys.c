@@ -48,14 +48,14 @@ void model_keys_register(ConfigSchema *s)
     config_schema_add_bool(s, "model.prenorm", true, 0);
     config_schema_add_bool(s, "model.pseudoLTI", false, 0);
     config_schema_add_enum(s, "model.norm", "layer", NORMS, 0);
-    config_schema_add_bool(s, "model.embedding", true, 0);
+    config_schema_add_bool(s, "model.embedding", true, 0);        /* transformer: false = Linear input */
+    config_schema_add_bool(s, "model.token_embedding", true, 0);  /* Mamba-2: false = Linear input */
+    config_schema_add_int(s, "model.input_dim", 1, 0);            /* features per position of float inputs */
     config_schema_add_bool(s, "model.classifier", false, 0);
     config_schema_add_enum(s, "model.pooling", "mean", POOLINGS, 0);
     config_schema_add_bool(s, "model.dual", false, 0);
     /* The reference has these; they change nothing here. */
     config_schema_add_bool(s, "model.use_flash", false, CONFIG_IGNORED);   /* kernel choice */
-    config_schema_add_int(s, "model.input_dim", 1, CONFIG_IGNORED);        /* token inputs */
-    config_schema_add_bool(s, "model.token_embedding", true, CONFIG_IGNORED);
 }
 
 #define FAIL(...)                                                   \
@@ -83,9 +83,16 @@ int model_keys_to_config(const Config *c, ModelConfig *mc, char *err, size_t err
     if (config_double(c, "model.att_dropout") != 0.0)
         FAIL("%s: model.att_dropout = %g: attention-weight dropout is not implemented (use 0)",
              config_where(c, "model.att_dropout", where, sizeof where), config_double(c, "model.att_dropout"));
-    if (!config_bool(c, "model.embedding"))
-        FAIL("%s: model.embedding = false: only token-embedding inputs are implemented",
-             config_where(c, "model.embedding", where, sizeof where));
+    /* Each family has its own key for "float inputs through Linear(input_dim, d)";
+     * the other family's key set to false would be silently ignored by the
+     * reference, so it is refused here. */
+    const char *emb_key = mamba ? "model.token_embedding" : "model.embedding";
+    const char *other_key = mamba ? "model.embedding" : "model.token_embedding";
+    if (!config_bool(c, other_key))
+        FAIL("%s: %s = false has no effect on a %s model; its input layer is chosen by %s",
+             config_where(c, other_key, where, sizeof where), other_key, mamba ? "Mamba-2" : "transformer",
+             emb_key);
+    const bool float_inputs = !config_bool(c, emb_key);
     if (config_bool(c, "model.dual"))
         FAIL("%s: model.dual = true: dual classification is not implemented",
              config_where(c, "model.dual", where, sizeof where));
@@ -97,6 +104,10 @@ int model_keys_to_config(const Config *c, ModelConfig *mc, char *err, size_t err
              config_where(c, "model.expansion", where, sizeof where), config_int(c, "model.expansion"));
 
     mc->vocab_size = config_int(c, "model.vocab_size");
+    mc->input_dim = float_inputs ? config_int(c, "model.input_dim") : 0;
+    if (float_inputs && mc->input_dim <= 0)
+        FAIL("%s: model.input_dim = %d: float inputs need at least one feature per position",
+             config_where(c, "model.input_dim", where, sizeof where), mc->input_dim);
     mc->output_dim = config_int(c, "model.output_dim");
     mc->hidden_dim = config_int(c, "model.hidden_dim");
     mc->state_dim = config_int(c, "model.state_dim");
@@ -115,7 +126,12 @@ int model_keys_to_config(const Config *c, ModelConfig *mc, char *err, size_t err
     /* mixer_dim sizes the transformer MLP and the classifier MLP; the
      * reference LM head has no MLP, so it only matters when used. */
     mc->mixer_dim = (mc->mixer == MIXER_MLP || mc->head == HEAD_CLASSIFIER) ? config_int(c, "model.mixer_dim") : 0;
-    mc->max_pos_embed = mamba ? 0 : config_int(c, "model.max_pos_embed");
+    /* The default 512 positions belong to the token embedding; a Linear
+     * input layer has none (an explicit max_pos_embed > 0 is refused by
+     * model_config_check). */
+    const int ppi = config_schema_find(c->schema, "model.max_pos_embed");
+    const bool pos_given = c->source[ppi] != CONFIG_FROM_DEFAULT;
+    mc->max_pos_embed = (mamba || (float_inputs && !pos_given)) ? 0 : config_int(c, "model.max_pos_embed");
     mc->use_gate = config_bool(c, "model.use_gate");
     mc->dim_conv = config_int(c, "model.dim_conv");
     mc->norm_fn = (NormFn)index_of(NORM_FNS, config_str(c, "model.norm_fn"));

@@ -12,6 +12,7 @@
 #include "../src/init.h"
 #include "../src/ops.h"
 #include "../src/rng.h"
+#include "encoder.h"
 #include "ssd.h"
 
 #define MAMBA2_LN_EPS 1e-5f
@@ -29,7 +30,7 @@ typedef struct Mamba2Layer {
 } Mamba2Layer;
 
 typedef struct Mamba2Impl {
-    Param *embedding;          /* (V, d) */
+    Encoder enc;               /* token embedding (no positions) or Linear input */
     Param *dec_w, *dec_b;      /* (output_dim, d), (output_dim) */
     int n_layers;
     Mamba2Layer layer[];
@@ -101,7 +102,10 @@ int mamba2_create(Model *m, char *err, size_t errlen)
     int ok = 1;
     char name[PARAM_NAME_MAX];
 
-    im->embedding = add(ps, &ok, "encoder.word_embeddings.weight", 2, (int[]){c->vocab_size, d});
+    if (encoder_declare(&im->enc, ps, c, 0, err, errlen)) {
+        free(im);
+        return -1;
+    }
     for (int i = 0; i < c->num_layers && ok; i++) {
         Mamba2Layer *l = &im->layer[i];
 #define NAME(suffix) (snprintf(name, sizeof name, "blocks.%d.%s", i, suffix), name)
@@ -178,7 +182,7 @@ void mamba2_init(Model *m, uint64_t seed)
     Mamba2Impl *im = m->impl;
     Rng r;
     rng_init(&r, rng_derive_key(seed, RNG_INIT, 0));
-    init_param_normal(im->embedding, &r, 0.0, 1.0);
+    encoder_init(&im->enc, &r);
     for (int i = 0; i < im->n_layers; i++) {
         Mamba2Layer *l = &im->layer[i];
         init_linear_default(l->in_proj_w, NULL, &r);
@@ -282,7 +286,7 @@ Tensor *mamba2_forward(Model *m, Graph *g, const ModelBatch *b, double *eig)
     const int Bn = b->B, L = b->L, d = c->hidden_dim;
     const size_t eig_stride_b = (size_t)im->n_layers * c->num_heads * L;
 
-    Tensor *x = op_embedding(g, &im->embedding->t, b->tokens, 2, (int[]){Bn, L});   /* (B, L, d) */
+    Tensor *x = encoder_forward(&im->enc, g, b);   /* (B, L, d), no encoder dropout (reference) */
     for (int i = 0; i < im->n_layers; i++) {
         const Mamba2Layer *l = &im->layer[i];
         Tensor *u = c->prenorm ? op_layernorm(g, x, &l->norm_w->t, &l->norm_b->t, MAMBA2_LN_EPS) : x;
@@ -302,6 +306,12 @@ Tensor *mamba2_forward(Model *m, Graph *g, const ModelBatch *b, double *eig)
     Tensor *rows = b->rows ? op_gather_rows(g, x, b->rows, b->n_rows)
                            : tensor_reshape(g, x, 2, (int[]){Bn * L, d});
     return op_linear(g, rows, &im->dec_w->t, &im->dec_b->t);
+}
+
+Tensor *mamba2_encode(Model *m, Graph *g, const ModelBatch *b)
+{
+    const Mamba2Impl *im = m->impl;
+    return encoder_forward(&im->enc, g, b);
 }
 
 Tensor *mamba2_block_forward(Model *m, Graph *g, int i, Tensor *x)

@@ -68,6 +68,8 @@ void mamba2_init(Model *m, uint64_t seed);
 /* Forward pass on g (see model_forward).  eig: NULL or (B, num_layers,
  * num_heads, L) float64. */
 Tensor *mamba2_forward(Model *m, Graph *g, const ModelBatch *b, double *eig);
+/* The input layer alone, for model_encode. */
+Tensor *mamba2_encode(Model *m, Graph *g, const ModelBatch *b);
 /* Block i alone on x (B, L, d): the body of mamba2_forward's layer loop
  * (dropout as g->training says), no spectra.  For the "paper" spectra
  * (models/spectra_paper.c), which need every block's output. */

@@ -49,6 +49,12 @@ Tensor *model_forward(Model *m, Graph *g, const ModelBatch *batch, double *eig)
     return transformer_forward(m, g, batch, eig);
 }
 
+Tensor *model_encode(Model *m, Graph *g, const ModelBatch *batch)
+{
+    if (m->cfg.kind == MODEL_MAMBA2) return mamba2_encode(m, g, batch);
+    return transformer_encode(m, g, batch);
+}
+
 int spectra_method_parse(const char *name)
 {
     if (strcmp(name, "dsf") == 0) return SPECTRA_DSF;

@@ -26,7 +26,8 @@ typedef enum { HEAD_LM, HEAD_CLASSIFIER } HeadKind;
 
 typedef struct ModelConfig {
     ModelKind kind;
-    int vocab_size;      /* token embedding rows */
+    int vocab_size;      /* token embedding rows (token inputs) */
+    int input_dim;       /* 0: token inputs; > 0: float features per position through Linear(input_dim, d) */
     int output_dim;      /* LM: logits per position (usually vocab_size); classifier: classes */
     int hidden_dim;      /* d */
     int state_dim;       /* d_qk for attention, N for Mamba-2 */
@@ -64,7 +65,8 @@ typedef struct Model Model;
 /* One batch as the model sees it. */
 typedef struct ModelBatch {
     int B, L;
-    const int32_t *tokens;   /* (B, L) */
+    const int32_t *tokens;   /* (B, L), for token inputs (cfg.input_dim == 0) */
+    const float *features;   /* (B, L, cfg.input_dim), for float inputs (cfg.input_dim > 0) */
     const float *mask;       /* (B, L) 1 = valid, for padded classification; NULL = all valid */
     const int32_t *rows;     /* LM head: flat indices b*L + t of the positions that need logits */
     int n_rows;              /* (rows == NULL: every position) */
@@ -113,6 +115,9 @@ void model_spectra(Model *m, Graph *g, const ModelBatch *batch, SpectraMethod me
  * model_spectra_T(m, L)) float64, same order as model_forward's.
  * batch->rows and batch->mask are ignored. */
 void model_spectra_paper(Model *m, Graph *g, const ModelBatch *batch, double *eig);
+
+/* The input layer alone (models/encoder.h): (B, L, d) on g, no dropout. */
+Tensor *model_encode(Model *m, Graph *g, const ModelBatch *batch);
 
 /* Time steps per sequence in the spectra: L - 1 for attention, L for Mamba-2. */
 int model_spectra_T(const Model *m, int L);

@@ -4,8 +4,8 @@
  * docs/eigenvalues.md for the definitions and every difference from the
  * default method "dsf".
  *
- * The script runs x = encoder(tokens) (word [+ position] embedding, no
- * dropout) and then, for every layer i, x = layer_i(x) followed by
+ * The script runs x = encoder(X) (word [+ position] embedding, or the
+ * Linear input layer of float inputs; no dropout) and then, for every layer i, x = layer_i(x) followed by
  * eig_i = get_eig(x, layer_i): the projection of layer i is applied to the
  * OUTPUT of block i, with no LayerNorm and no conv.  Per layer kind:
  *
@@ -252,20 +252,6 @@ static void pseudo_lti_eig(const Model *m, int layer, int B, int L, double *eig,
     }
 }
 
-/* The script's encoder: token embedding [+ learned positions], no dropout. */
-static Tensor *encoder(const Model *m, Graph *g, const ModelBatch *bt)
-{
-    const int shape[2] = {bt->B, bt->L};
-    Tensor *x = op_embedding(g, &param(m, "encoder.word_embeddings.weight", 0)->t, bt->tokens, 2, shape);
-    if (m->cfg.kind != MODEL_MAMBA2 && m->cfg.max_pos_embed > 0) {
-        int32_t *pos = graph_scratch(g, (size_t)bt->B * bt->L * sizeof *pos);
-        for (int b = 0; b < bt->B; b++)
-            for (int s = 0; s < bt->L; s++) pos[(size_t)b * bt->L + s] = s;
-        x = op_add(g, x, op_embedding(g, &param(m, "encoder.position_embeddings.weight", 0)->t, pos, 2, shape));
-    }
-    return x;
-}
-
 void model_spectra_paper(Model *m, Graph *g, const ModelBatch *batch, double *eig)
 {
     const ModelConfig *c = &m->cfg;
@@ -283,7 +269,7 @@ void model_spectra_paper(Model *m, Graph *g, const ModelBatch *batch, double *ei
     }
     const bool grad = g->grad_enabled;
     g->grad_enabled = false; /* no tape, whatever the caller's graph says */
-    Tensor *x = encoder(m, g, batch);
+    Tensor *x = model_encode(m, g, batch); /* the script's encoder(X): no dropout */
     for (int i = 0; i < layers; i++) {
         double *ei = eig + (size_t)i * H * T;
         if (c->kind == MODEL_MAMBA2) {

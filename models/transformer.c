@@ -8,6 +8,7 @@
 #include "../src/ops.h"
 #include "../src/rng.h"
 #include "attention.h"
+#include "encoder.h"
 
 #define LN_EPS 1e-5f
 
@@ -19,7 +20,7 @@ typedef struct Block {
 } Block;
 
 typedef struct Transformer {
-    Param *word_emb, *pos_emb;                         /* pos_emb: max_pos_embed > 0 */
+    Encoder enc;
     Block *blocks;
     Param *norm_w, *norm_b;                            /* final LayerNorm */
     Param *dec_w;                                      /* LM head (no bias) */
@@ -56,8 +57,7 @@ int transformer_create(Model *m, char *err, size_t errlen)
         if (!((dst) = declare(ps, name, nd, s0, s1, err, errlen))) goto fail; \
     } while (0)
 
-    DECL(t->word_emb, 2, c->vocab_size, d, "encoder.word_embeddings.weight");
-    if (c->max_pos_embed > 0) DECL(t->pos_emb, 2, c->max_pos_embed, d, "encoder.position_embeddings.weight");
+    if (encoder_declare(&t->enc, ps, c, c->max_pos_embed, err, errlen)) goto fail;
     for (int i = 0; i < c->num_layers; i++) {
         Block *bl = &blocks[i];
         char prefix[64];
@@ -115,8 +115,7 @@ void transformer_init(Model *m, uint64_t seed)
     Transformer *t = m->impl;
     Rng r;
     rng_init(&r, rng_derive_key(seed, RNG_INIT, 0));
-    init_param_normal(t->word_emb, &r, 0.0, 1.0);
-    if (t->pos_emb) init_param_normal(t->pos_emb, &r, 0.0, 1.0);
+    encoder_init(&t->enc, &r);
     for (int i = 0; i < c->num_layers; i++) {
         Block *bl = &t->blocks[i];
         attention_init(&bl->attn, c, &r);
@@ -176,15 +175,7 @@ Tensor *transformer_forward(Model *m, Graph *g, const ModelBatch *bt, double *ei
                         "(model_check_length must reject it)\n", L, c->max_pos_embed);
         abort();
     }
-    const int shape_bl[2] = {B, L};
-    Tensor *x = op_embedding(g, &t->word_emb->t, bt->tokens, 2, shape_bl);
-    if (t->pos_emb) {
-        int32_t *pos = graph_scratch(g, (size_t)B * L * sizeof *pos); /* lives until backward */
-        for (int b = 0; b < B; b++)
-            for (int s = 0; s < L; s++) pos[(size_t)b * L + s] = s;
-        x = op_add(g, x, op_embedding(g, &t->pos_emb->t, pos, 2, shape_bl));
-    }
-    x = op_dropout(g, x, c->dropout);
+    Tensor *x = op_dropout(g, encoder_forward(&t->enc, g, bt), c->dropout);
 
     const int T = L - 1;
     const size_t eig_bstride = (size_t)c->num_layers * c->num_heads * (T > 0 ? T : 0);
@@ -205,6 +196,12 @@ Tensor *transformer_forward(Model *m, Graph *g, const ModelBatch *bt, double *ei
     if (!t->cls_enc_w) return pooled;
     Tensor *u = op_relu(g, op_linear(g, pooled, &t->cls_enc_w->t, &t->cls_enc_b->t));
     return op_linear(g, u, &t->cls_dec_w->t, &t->cls_dec_b->t);
+}
+
+Tensor *transformer_encode(Model *m, Graph *g, const ModelBatch *b)
+{
+    const Transformer *t = m->impl;
+    return encoder_forward(&t->enc, g, b);
 }
 
 Tensor *transformer_block_forward(Model *m, Graph *g, int i, Tensor *x)

@@ -1,6 +1,7 @@
 /* Transformer backbone for the three attention kinds (SPEC 3.1).
  *
- *   x = Embedding(tokens) [+ position embedding (max_pos_embed > 0)];  x = Dropout(x)
+ *   x = Embedding(tokens) [+ position embedding (max_pos_embed > 0)]
+ *       or Linear(input_dim, d) on float features (input_dim > 0);      x = Dropout(x)
  *   per block (ONE LayerNorm module, used twice):
  *       z = Wz x                                        (use_gate)
  *       h = x + Dropout(Attention(LN(x)))
@@ -13,8 +14,7 @@
  *                    (mixer_dim 0: the pooled features themselves)
  *
  * Parameters in declaration (= initialisation) order, see docs/parameters.md:
- *   encoder.word_embeddings.weight (V, d), encoder.position_embeddings.weight
- *   (max_pos_embed, d); per layer i: layers.i.attention.* (attention.h),
+ *   the encoder's (encoder.h); per layer i: layers.i.attention.* (attention.h),
  *   layers.i.Wz.weight/bias, layers.i.mixer.encoder.weight/bias,
  *   layers.i.mixer.decoder.weight/bias, layers.i.norm.weight/bias; norm.weight/bias;
  *   decoder.weight or classifier.encoder.weight/bias, classifier.decoder.weight/bias.
@@ -35,6 +35,8 @@ void transformer_init(Model *m, uint64_t seed);
 /* See model_forward; eig: NULL or (B, num_layers, num_heads, L-1) float64. */
 Tensor *transformer_forward(Model *m, Graph *g, const ModelBatch *b, double *eig);
 void transformer_free(Model *m);
+/* The input layer alone (no dropout), for model_encode. */
+Tensor *transformer_encode(Model *m, Graph *g, const ModelBatch *b);
 /* Block i alone on x (B, L, d), exactly as transformer_forward runs it
  * (dropout as g->training says), no spectra.  For the "paper" spectra
  * (models/spectra_paper.c), which need every block's output. */

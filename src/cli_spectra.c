@@ -47,7 +47,7 @@ static void print_table(const RunFile *r, const char *what, const RunSpectrum *s
 /* Eigenvalues and statistics of the current weights into s. */
 static int fill(Model *m, Graph *g, const RunFile *r, SpectraMethod method, bool init, RunSpectrum *s)
 {
-    ModelBatch mb = {.B = r->samples, .L = r->L, .tokens = r->inputs, .mask = r->mask};
+    ModelBatch mb = {.B = r->samples, .L = r->L, .tokens = r->inputs, .features = r->features, .mask = r->mask};
     model_spectra(m, g, &mb, method, init, s->eig);
     size_t n = (size_t)r->samples * r->layers * r->heads * r->T;
     long bad = spectra_find_nan(s->eig, n);
@@ -149,6 +149,11 @@ int cmd_spectra(int argc, char **argv)
     have_model = true;
     if (r.samples == 0 || model_spectra_T(&m, r.L) != r.T) {
         fprintf(stderr, "seqeig: %s: no usable analysis batch in /spectra/inputs\n", path);
+        goto done;
+    }
+    if (mc.input_dim != r.input_dim) {
+        fprintf(stderr, "seqeig: %s: the model reads %d float features per position but /spectra/features %s\n",
+                path, mc.input_dim, r.features ? "has a different width" : "is missing");
         goto done;
     }
     rc = 1;

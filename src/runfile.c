@@ -43,6 +43,7 @@ void runfile_free(RunFile *r)
     free(r->train_grad_norm);
     free(r->inputs);
     free(r->mask);
+    free(r->features);
     spectrum_free(&r->init);
     spectrum_free(&r->final);
     free(r->hist_step);
@@ -72,7 +73,10 @@ int runfile_set_spectra_shape(RunFile *r, const char *method, int samples, int l
     r->L = L;
     free(r->inputs);
     free(r->mask);
+    free(r->features);
     r->mask = NULL;
+    r->features = NULL;
+    r->input_dim = 0;
     spectrum_free(&r->init);
     spectrum_free(&r->final);
     r->inputs = calloc((size_t)samples * L + 1, sizeof(int32_t));
@@ -205,6 +209,8 @@ static int write_spectra(hid_t f, const RunFile *r, char *e)
     size_t di[2] = {(size_t)r->samples, (size_t)r->L};
     if (r->samples > 0 && h5u_write_i32(f, "/spectra/inputs", 2, di, r->inputs, e)) return -1;
     if (r->samples > 0 && r->mask && h5u_write_f32(f, "/spectra/mask", 2, di, r->mask, e)) return -1;
+    size_t df[3] = {(size_t)r->samples, (size_t)r->L, (size_t)r->input_dim};
+    if (r->samples > 0 && r->features && h5u_write_f32(f, "/spectra/features", 3, df, r->features, e)) return -1;
     if (r->init.present && write_spectrum(f, r, "init", &r->init, e)) return -1;
     if (r->final.present && write_spectrum(f, r, "final", &r->final, e)) return -1;
     size_t dh[4] = {r->n_hist, (size_t)r->layers, (size_t)r->heads, NB};
@@ -410,6 +416,18 @@ static int read_spectra(hid_t f, RunFile *r, char *e)
     if (S > 0 && h5u_exists(f, "/spectra/mask")) {
         r->mask = malloc((size_t)S * L * sizeof(float));
         if (!r->mask || h5u_read_f32(f, "/spectra/mask", r->mask, (size_t)S * L, e)) return -1;
+    }
+    if (S > 0 && h5u_exists(f, "/spectra/features")) {
+        if (h5u_shape(f, "/spectra/features", 3, &nd, dims, e)) return -1;
+        if (nd != 3 || dims[0] != (size_t)S || dims[1] != (size_t)L || dims[2] == 0 || dims[2] > 1u << 20) {
+            snprintf(e, H5U_ERR_LEN, "/spectra/features has shape (%zu, %zu, %zu), expected (%d, %d, F)",
+                     dims[0], nd > 1 ? dims[1] : 0, nd > 2 ? dims[2] : 0, (int)S, L);
+            return -1;
+        }
+        r->input_dim = (int)dims[2];
+        r->features = malloc((size_t)S * L * r->input_dim * sizeof(float));
+        if (!r->features || h5u_read_f32(f, "/spectra/features", r->features, (size_t)S * L * r->input_dim, e))
+            return -1;
     }
     if (read_spectrum(f, r, "init", &r->init, e) || read_spectrum(f, r, "final", &r->final, e)) return -1;
     if (read_series_i64(f, "/spectra/history/step", &r->hist_step, &r->n_hist, e)) return -1;

@@ -52,6 +52,8 @@ typedef struct RunFile {
     int samples, layers, heads, T, L;
     int32_t *inputs;              /* (samples, L) */
     float *mask;                  /* (samples, L) validity of padded inputs, or NULL (none padded) */
+    int input_dim;                /* > 0: the model read float features */
+    float *features;              /* (samples, L, input_dim) those features, or NULL (token inputs) */
     RunSpectrum init, final;
     size_t n_hist, cap_hist;      /* == n_eval */
     int64_t *hist_step;

@@ -194,7 +194,21 @@ static int setup(Trainer *t)
                                 .steps_per_epoch = spe};
     }
     if (lr_schedule_check(&t->sched, err, sizeof err)) USAGE_FAIL("train: %s", err);
-    if (mc.vocab_size < t->task->vocab)
+    if (mc.input_dim != t->task->input_dim) {
+        if (mc.input_dim == 0)
+            USAGE_FAIL("task '%s' gives float inputs (%d per position) but the model has a token embedding: "
+                       "set model.%s: false and model.input_dim: %d (or give the task token inputs, e.g. "
+                       "dataset.tokenize: true)",
+                       t->task->name, t->task->input_dim, mc.kind == MODEL_MAMBA2 ? "token_embedding" : "embedding",
+                       t->task->input_dim);
+        if (t->task->input_dim == 0)
+            USAGE_FAIL("model.%s = false (float inputs through a Linear layer) but task '%s' gives tokens: "
+                       "remove the key (or give the task float inputs, e.g. dataset.tokenize: false)",
+                       mc.kind == MODEL_MAMBA2 ? "token_embedding" : "embedding", t->task->name);
+        USAGE_FAIL("model.input_dim = %d does not match the task's %d float inputs per position", mc.input_dim,
+                   t->task->input_dim);
+    }
+    if (mc.input_dim == 0 && mc.vocab_size < t->task->vocab)
         USAGE_FAIL("model.vocab_size = %d is smaller than the task's vocabulary (%d tokens)", mc.vocab_size,
                    t->task->vocab);
     if (mc.output_dim < t->task->num_outputs)
@@ -216,8 +230,9 @@ static int setup(Trainer *t)
     const int L = t->task->seq_len;
     t->S = config_int(c, "spectra.analysis_batch");
     if (t->S > t->task->n_test) t->S = t->task->n_test;
-    if (task_batch_alloc(&t->batch, t->B, L) || task_batch_alloc(&t->ebatch, t->eval_B, L) ||
-        task_batch_alloc(&t->abatch, t->S, L))
+    const int F = t->task->input_dim;
+    if (task_batch_alloc(&t->batch, t->B, L, F) || task_batch_alloc(&t->ebatch, t->eval_B, L, F) ||
+        task_batch_alloc(&t->abatch, t->S, L, F))
         return EXIT_RUNTIME;
     t->task->test_batch(t->task, 0, t->S, &t->abatch);
     const int La = t->abatch.L; /* padded inputs: the longest analysis sequence */
@@ -233,6 +248,12 @@ static int setup(Trainer *t)
     if (runfile_set_spectra_shape(&t->rf, config_str(c, "spectra.method"), t->S, Ly, H, T, La))
         return EXIT_RUNTIME;
     memcpy(t->rf.inputs, t->abatch.tokens, (size_t)t->S * La * sizeof(int32_t));
+    if (F > 0) { /* the model reads these; the tokens above stay the raw record */
+        t->rf.input_dim = F;
+        t->rf.features = malloc((size_t)t->S * La * F * sizeof(float));
+        if (!t->rf.features) return EXIT_RUNTIME;
+        memcpy(t->rf.features, t->abatch.features, (size_t)t->S * La * F * sizeof(float));
+    }
     if (t->abatch.mask) {
         /* dsf counts only the steps of valid (unpadded) positions; paper
          * keeps the reference's pads-included time axis. */
@@ -273,7 +294,7 @@ static void teardown(Trainer *t)
 
 static ModelBatch model_batch(const TaskBatch *b)
 {
-    return (ModelBatch){.B = b->B, .L = b->L, .tokens = b->tokens, .mask = b->mask,
+    return (ModelBatch){.B = b->B, .L = b->L, .tokens = b->tokens, .features = b->features, .mask = b->mask,
                         .rows = b->rows, .n_rows = b->n_rows};
 }
 

@@ -92,10 +92,6 @@ Task *cifar_task_create(const Config *c, uint64_t seed, char *err, size_t errlen
     if (!config_bool(c, "dataset.grayscale"))
         KEY_FAIL("dataset.grayscale", "dataset.grayscale = false: RGB CIFAR-10 (3 values per pixel) is not "
                  "implemented yet; set dataset.grayscale: true");
-    if (!config_bool(c, "dataset.tokenize"))
-        KEY_FAIL("dataset.tokenize", "dataset.tokenize = false: normalised float pixels through a Linear input "
-                 "layer are not implemented yet (no such model input layer); set dataset.tokenize: true for pixel "
-                 "tokens 0-255 (vocab 256)");
     if (config_bool(c, "dataset.augment"))
         KEY_FAIL("dataset.augment", "dataset.augment = true: augmentation is not implemented (the reference "
                  "configs do not use it)");
@@ -162,5 +158,15 @@ Task *cifar_task_create(const Config *c, uint64_t seed, char *err, size_t errlen
         free(idx);
         return NULL;
     }
-    return seqcls_task_create("cifar", &train, &test, idx, n_train, 256, CIFAR_CLASSES, 0, seed, err, errlen);
+    Task *t = seqcls_task_create("cifar", &train, &test, idx, n_train, 256, CIFAR_CLASSES, 0, seed, err, errlen);
+    if (t && !config_bool(c, "dataset.tokenize")) {
+        float table[256];
+        for (int v = 0; v < 256; v++) table[v] = cifar_feature(v);
+        if (seqcls_set_features(t, 1, table)) {
+            task_free(t);
+            snprintf(err, errlen, "CIFAR-10: out of memory");
+            return NULL;
+        }
+    }
+    return t;
 }

@@ -15,11 +15,16 @@
  * (ITU-R 601-2 weights 0.299, 0.587, 0.114 in 16-bit fixed point, rounded).
  * 10 classes, one label per sequence, no padding (mask NULL).
  *
+ * tokenize: false (the reference's setting for norm attention and Mamba-2)
+ * gives the model float inputs instead (input_dim 1, for a Linear(1, d)
+ * input layer): the gray value through torchvision's ToTensor and
+ * Normalize(122.6/255, 61.0/255) in float32, cifar_feature() below.  The
+ * tokens stay in the batch as the raw record.
+ *
  * Keys (reference names): dataset.data_dir, dataset.grayscale,
  * dataset.tokenize, dataset.augment, dataset.val_split (-1 = 0.1),
- * dataset.seed (42, the split seed).  grayscale: false (RGB), tokenize:
- * false (normalised floats through a Linear input layer) and augment:
- * true are not implemented yet and are errors. */
+ * dataset.seed (42, the split seed).  grayscale: false (RGB) and augment:
+ * true are not implemented and are errors. */
 #ifndef SEQEIG_CIFAR_H
 #define SEQEIG_CIFAR_H
 
@@ -35,6 +40,16 @@
 static inline int32_t cifar_gray(uint8_t r, uint8_t g, uint8_t b)
 {
     return (int32_t)(((uint32_t)r * 19595u + (uint32_t)g * 38470u + (uint32_t)b * 7471u + 0x8000u) >> 16);
+}
+
+/* Normalised float pixel of gray value v, float32 step by step as torch:
+ * (v / 255 - mean) / std with mean = 122.6/255, std = 61.0/255 rounded to
+ * float (no fused multiply-add: this file is compiled without contraction). */
+static inline float cifar_feature(int32_t v)
+{
+    const float mean = (float)(122.6 / 255.0), std = (float)(61.0 / 255.0);
+    const float x = (float)v / 255.0f;
+    return (x - mean) / std;
 }
 
 /* Append every record of the batch file `path` to s (width 1) as a

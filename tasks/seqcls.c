@@ -153,7 +153,21 @@ typedef struct SeqclsTask {
     int32_t *train_idx;
     EpochOrder order;
     int32_t pad;
+    float *feature_of_token;   /* (vocab, input_dim) or NULL: token inputs */
 } SeqclsTask;
+
+/* The float inputs of a filled batch: each valid token's row of the table,
+ * zeros at padded positions. */
+static void fill_features(const SeqclsTask *t, TaskBatch *out)
+{
+    const int F = t->base.input_dim;
+    const size_t n = (size_t)out->B * out->L;
+    for (size_t i = 0; i < n; i++) {
+        float *f = out->features + i * F;
+        const bool pad = out->mask && out->mask[i] == 0.0f;
+        for (int k = 0; k < F; k++) f[k] = pad ? 0.0f : t->feature_of_token[(size_t)out->tokens[i] * F + k];
+    }
+}
 
 static void seqcls_train_batch(Task *base, int64_t step, int B, TaskBatch *out)
 {
@@ -161,6 +175,7 @@ static void seqcls_train_batch(Task *base, int64_t step, int B, TaskBatch *out)
     int32_t *idx = out->scratch;
     for (int b = 0; b < B; b++) idx[b] = t->train_idx[epoch_order_at(&t->order, step * (int64_t)B + b)];
     seqcls_fill(&t->train, idx, B, t->pad, base->seq_len, out);
+    if (t->feature_of_token) fill_features(t, out);
 }
 
 static void seqcls_test_batch(Task *base, int first, int n, TaskBatch *out)
@@ -173,6 +188,7 @@ static void seqcls_test_batch(Task *base, int first, int n, TaskBatch *out)
     }
     for (int b = 0; b < n; b++) idx[b] = first + b;
     seqcls_fill(&t->test, idx, n, t->pad, base->seq_len, out);
+    if (t->feature_of_token) fill_features(t, out);
 }
 
 static void seqcls_destroy(Task *base)
@@ -181,6 +197,7 @@ static void seqcls_destroy(Task *base)
     seqset_free(&t->train);
     seqset_free(&t->test);
     free(t->train_idx);
+    free(t->feature_of_token);
     epoch_order_free(&t->order);
     free(t);
 }
@@ -215,4 +232,17 @@ Task *seqcls_task_create(const char *name, SeqSet *train, SeqSet *test, int32_t 
                      .destroy = seqcls_destroy,
                      .impl = t};
     return &t->base;
+}
+
+int seqcls_set_features(Task *task, int input_dim, const float *feature_of_token)
+{
+    SeqclsTask *t = task->impl;
+    const size_t n = (size_t)task->vocab * (size_t)input_dim;
+    float *table = malloc(n * sizeof *table);
+    if (!table) return -1;
+    memcpy(table, feature_of_token, n * sizeof *table);
+    free(t->feature_of_token);
+    t->feature_of_token = table;
+    task->input_dim = input_dim;
+    return 0;
 }

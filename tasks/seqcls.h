@@ -67,4 +67,10 @@ void seqcls_fill(const SeqSet *s, const int32_t *idx, int B, int32_t pad, int ma
 Task *seqcls_task_create(const char *name, SeqSet *train, SeqSet *test, int32_t *train_idx, int n_train,
                          int vocab, int num_outputs, int32_t pad, uint64_t run_seed, char *err, size_t errlen);
 
+/* Make a seqcls task give float inputs: every batch also carries
+ * features (B, L, input_dim), the row of feature_of_token (vocab,
+ * input_dim; copied) of each valid token and zeros at padded positions;
+ * sets task->input_dim.  Returns -1 when out of memory. */
+int seqcls_set_features(Task *task, int input_dim, const float *feature_of_token);
+
 #endif

@@ -22,6 +22,7 @@
 typedef struct TaskBatch {
     int B, L;
     int32_t *tokens;   /* (B, L) */
+    float *features;   /* (B, L, input_dim) float inputs of a task with input_dim > 0, else NULL */
     float *mask;       /* (B, L) validity, or NULL when every position is valid */
     float *mask_buf;   /* (cap_B, L) storage; a padded task sets mask = mask_buf */
     int32_t *rows;     /* flat labelled positions, ascending; NULL for classification */
@@ -37,6 +38,9 @@ struct Task {
     const char *name;      /* "mqar" */
     int seq_len;           /* L of every sequence (the maximum, if padded) */
     int vocab;             /* input tokens lie in [0, vocab) */
+    int input_dim;         /* 0: the model reads tokens; > 0: it reads `features` (float
+                              values per position, e.g. normalised pixels), tokens are
+                              still filled as the raw record of the input */
     int num_outputs;       /* classes the output layer must provide */
     bool classification;   /* one label per sequence */
     int n_test;            /* test examples */
@@ -59,8 +63,9 @@ void task_keys_register(ConfigSchema *s);
 Task *task_create(const Config *c, uint64_t seed, char *err, size_t errlen);
 void task_free(Task *t);
 
-/* Buffers for batches of up to cap_B sequences of length L. */
-int task_batch_alloc(TaskBatch *b, int cap_B, int L);
+/* Buffers for batches of up to cap_B sequences of length L, with room for
+ * input_dim float features per position when input_dim > 0. */
+int task_batch_alloc(TaskBatch *b, int cap_B, int L, int input_dim);
 void task_batch_free(TaskBatch *b);
 
 #endif

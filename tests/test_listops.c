@@ -362,7 +362,7 @@ START_TEST(test_listops_task_padded_batches)
     ck_assert_int_eq(t->n_test, 7);
     ck_assert_int_eq(t->n_train, 50);
     TaskBatch b;
-    ck_assert_int_eq(task_batch_alloc(&b, 6, t->seq_len), 0);
+    ck_assert_int_eq(task_batch_alloc(&b, 6, t->seq_len, 0), 0);
     ck_assert(b.mask == NULL);
     int saw_padding = 0;
     for (int step = 0; step < 4; step++) {
@@ -446,7 +446,7 @@ START_TEST(test_listops_task_epochs_visit_each_example_once)
     ck_assert_int_eq(listops_dataset_generate(&tr, &p, rng_derive_key(3, RNG_DATA, 0), 10, &te, "t", err, sizeof err),
                      0);
     TaskBatch b;
-    ck_assert_int_eq(task_batch_alloc(&b, 4, t->seq_len), 0);
+    ck_assert_int_eq(task_batch_alloc(&b, 4, t->seq_len, 0), 0);
     int seen[3][10] = {{0}}, order[3][10];
     for (int k = 0; k < 7; k++) { /* 28 examples: epochs 0, 1 full, 2 partly */
         t->train_batch(t, k, 4, &b);
@@ -463,7 +463,7 @@ START_TEST(test_listops_task_epochs_visit_each_example_once)
     ck_assert(memcmp(order[0], order[1], sizeof order[0]) != 0);
     /* a step's batch does not depend on the batches drawn before it */
     TaskBatch b2;
-    ck_assert_int_eq(task_batch_alloc(&b2, 4, t->seq_len), 0);
+    ck_assert_int_eq(task_batch_alloc(&b2, 4, t->seq_len, 0), 0);
     t->train_batch(t, 5, 4, &b2);
     t->train_batch(t, 0, 4, &b);
     t->train_batch(t, 5, 4, &b);
@@ -490,9 +490,9 @@ START_TEST(test_listops_task_same_seed_same_data)
     Task *d = make_task(SMALL_LISTOPS "  num_train_samples: 30\n", 9, &s3, &c3, err, sizeof err);
     ck_assert(a && b && d);
     TaskBatch x, y, z;
-    ck_assert_int_eq(task_batch_alloc(&x, 7, 80), 0);
-    ck_assert_int_eq(task_batch_alloc(&y, 7, 80), 0);
-    ck_assert_int_eq(task_batch_alloc(&z, 7, 80), 0);
+    ck_assert_int_eq(task_batch_alloc(&x, 7, 80, 0), 0);
+    ck_assert_int_eq(task_batch_alloc(&y, 7, 80, 0), 0);
+    ck_assert_int_eq(task_batch_alloc(&z, 7, 80, 0), 0);
     a->train_batch(a, 6, 7, &x);
     b->train_batch(b, 6, 7, &y);
     d->train_batch(d, 6, 7, &z);
@@ -557,7 +557,7 @@ START_TEST(test_task_n_train_reports_the_epoch_size)
     ck_assert_msg(t != NULL, "%s", err);
     ck_assert_int_eq(t->n_train, 0); /* fresh examples every step */
     TaskBatch b;
-    ck_assert_int_eq(task_batch_alloc(&b, 2, 16), 0);
+    ck_assert_int_eq(task_batch_alloc(&b, 2, 16, 0), 0);
     t->train_batch(t, 0, 2, &b);
     ck_assert(b.mask == NULL); /* MQAR batches stay unmasked */
     task_batch_free(&b);

@@ -3,6 +3,7 @@
  * Task interface; the grayscale and vocabulary rules; error messages. */
 #define _XOPEN_SOURCE 700
 #include <ftw.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -188,7 +189,7 @@ START_TEST(test_cifar_batches_are_gray_pixels_and_labels)
     ck_assert_int_eq(t->n_test, 3);
     ck_assert_int_eq(t->n_train, 10);
     TaskBatch b;
-    ck_assert_int_eq(task_batch_alloc(&b, 4, t->seq_len), 0);
+    ck_assert_int_eq(task_batch_alloc(&b, 4, t->seq_len, 0), 0);
     /* Test records 1..2 in file order. */
     t->test_batch(t, 1, 2, &b);
     ck_assert_int_eq(b.B, 2);
@@ -235,6 +236,42 @@ static int which_record(const TaskBatch *b, int i)
     return -1;
 }
 
+/* tokenize: false (the reference default): the batch also carries the
+ * normalised gray value of every pixel for a Linear(1, d) input layer. */
+START_TEST(test_cifar_float_inputs_are_normalised_gray_pixels)
+{
+    make_root();
+    write_cifar("c");
+    Made m;
+    Task *t = make(&m, "dataset:\n  _name_: cifar\n  grayscale: True\n  val_split: 0\n", "c", 3);
+    ck_assert_msg(t != NULL, "%s", m.err);
+    ck_assert_int_eq(t->input_dim, 1);
+    TaskBatch b;
+    ck_assert_int_eq(task_batch_alloc(&b, 4, t->seq_len, t->input_dim), 0);
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass == 0)
+            t->test_batch(t, 0, 3, &b);
+        else
+            t->train_batch(t, 2, 4, &b);
+        ck_assert(b.features != NULL);
+        for (int i = 0; i < b.B * 1024; i++) {
+            const int32_t v = b.tokens[i];
+            ck_assert(v >= 0 && v < 256);
+            /* (v/255 - 122.6/255) / (61.0/255) = (v - 122.6) / 61 in exact arithmetic */
+            const double want = ((double)v - 122.6) / 61.0;
+            ck_assert_msg(fabs(b.features[i] - want) <= 4e-7 * (1.0 + fabs(want)), "pixel %d = %d: %.9g, want %.9g",
+                          i, v, (double)b.features[i], want);
+        }
+    }
+    /* Both ends of the range, as torch computes them in float32. */
+    ck_assert_float_eq_tol(cifar_feature(0), -2.0098362f, 1e-6f);
+    ck_assert_float_eq_tol(cifar_feature(255), 2.1704919f, 1e-6f);
+    task_batch_free(&b);
+    unmake(&m);
+    remove_root();
+}
+END_TEST
+
 START_TEST(test_cifar_epochs_visit_each_training_image_once)
 {
     make_root();
@@ -243,7 +280,7 @@ START_TEST(test_cifar_epochs_visit_each_training_image_once)
     Task *t = make(&m, CIFAR_YAML "  val_split: 0.0\n", "c", 9);
     ck_assert_msg(t != NULL, "%s", m.err);
     TaskBatch b;
-    ck_assert_int_eq(task_batch_alloc(&b, 4, 1024), 0);
+    ck_assert_int_eq(task_batch_alloc(&b, 4, 1024, 0), 0);
     int seen[2][10] = {{0}}, order[2][10];
     for (int k = 0; k < 5; k++) { /* 20 positions = 2 epochs of 10 */
         t->train_batch(t, k, 4, &b);
@@ -272,7 +309,7 @@ START_TEST(test_cifar_default_val_split_holds_out_a_tenth)
     ck_assert_msg(t != NULL, "%s", m.err);
     ck_assert_int_eq(t->n_train, 9);
     TaskBatch b;
-    ck_assert_int_eq(task_batch_alloc(&b, 3, 1024), 0);
+    ck_assert_int_eq(task_batch_alloc(&b, 3, 1024, 0), 0);
     int seen[10] = {0};
     for (int k = 0; k < 3; k++) { /* one epoch */
         t->train_batch(t, k, 3, &b);
@@ -297,9 +334,9 @@ START_TEST(test_cifar_batches_are_deterministic)
     Task *t1 = make(&m1, CIFAR_YAML, "c", 4), *t2 = make(&m2, CIFAR_YAML, "c", 4), *t3 = make(&m3, CIFAR_YAML, "c", 5);
     ck_assert(t1 && t2 && t3);
     TaskBatch a, b, c;
-    ck_assert_int_eq(task_batch_alloc(&a, 6, 1024), 0);
-    ck_assert_int_eq(task_batch_alloc(&b, 6, 1024), 0);
-    ck_assert_int_eq(task_batch_alloc(&c, 6, 1024), 0);
+    ck_assert_int_eq(task_batch_alloc(&a, 6, 1024, 0), 0);
+    ck_assert_int_eq(task_batch_alloc(&b, 6, 1024, 0), 0);
+    ck_assert_int_eq(task_batch_alloc(&c, 6, 1024, 0), 0);
     t1->train_batch(t1, 0, 6, &a); /* history must not matter */
     t1->train_batch(t1, 7, 6, &a);
     t2->train_batch(t2, 7, 6, &b);
@@ -342,9 +379,6 @@ START_TEST(test_cifar_errors_name_path_and_expectation)
     expect_error(CIFAR_YAML, NULL, "dataset.data_dir is empty");
     expect_error(CIFAR_YAML, "nope", "not a directory (expected the CIFAR-10 binary version");
     write_cifar("c");
-    expect_error("dataset:\n  _name_: cifar\n  grayscale: True\n", "c",
-                 "default: dataset.tokenize = false: normalised float pixels through a Linear input layer "
-                 "are not implemented yet");
     expect_error("dataset:\n  _name_: cifar\n  tokenize: True\n", "c", "dataset.grayscale = false: RGB");
     expect_error(CIFAR_YAML "  augment: True\n", "c", "dataset.augment = true");
     expect_error(CIFAR_YAML "  val_split: 1.0\n", "c", "dataset.val_split = 1: must be in [0, 1)");
@@ -444,7 +478,7 @@ START_TEST(test_imdb_tokens_truncation_eos_labels_and_padding)
     ck_assert_int_eq(t->n_test, 2);
     ck_assert_int_eq(t->n_train, 4);
     TaskBatch b;
-    ck_assert_int_eq(task_batch_alloc(&b, 4, t->seq_len), 0);
+    ck_assert_int_eq(task_batch_alloc(&b, 4, t->seq_len, 0), 0);
     /* Test split: neg/5_1 "zxa" (z, x unknown), pos/3_7 six e-acute cut to five. */
     t->test_batch(t, 0, 2, &b);
     ck_assert_int_eq(b.B, 2);
@@ -499,7 +533,7 @@ START_TEST(test_imdb_bos_and_layout_variants)
     ck_assert_msg(t != NULL, "%s", m.err);
     ck_assert_int_eq(t->seq_len, 6);
     TaskBatch b;
-    ck_assert_int_eq(task_batch_alloc(&b, 2, t->seq_len), 0);
+    ck_assert_int_eq(task_batch_alloc(&b, 2, t->seq_len, 0), 0);
     t->test_batch(t, 0, 2, &b);
     for (int i = 0; i < 2; i++) ck_assert_int_eq(b.tokens[i * b.L], 2);
     /* "zxa" -> <bos> z x a <eos>: z and x never occur in the cut training text. */
@@ -521,8 +555,8 @@ START_TEST(test_imdb_batches_are_deterministic)
     Task *t1 = make(&m1, IMDB_YAML, "i", 8), *t2 = make(&m2, IMDB_YAML, "i", 8);
     ck_assert(t1 && t2);
     TaskBatch a, b;
-    ck_assert_int_eq(task_batch_alloc(&a, 3, 6), 0);
-    ck_assert_int_eq(task_batch_alloc(&b, 3, 6), 0);
+    ck_assert_int_eq(task_batch_alloc(&a, 3, 6, 0), 0);
+    ck_assert_int_eq(task_batch_alloc(&b, 3, 6, 0), 0);
     t1->train_batch(t1, 5, 3, &a);
     t2->train_batch(t2, 0, 3, &b);
     t2->train_batch(t2, 5, 3, &b);
@@ -618,6 +652,7 @@ Suite *suite_loaders(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_cifar_gray_is_pil_convert_l);
     tcase_add_test(tc, test_cifar_batches_are_gray_pixels_and_labels);
+    tcase_add_test(tc, test_cifar_float_inputs_are_normalised_gray_pixels);
     tcase_add_test(tc, test_cifar_epochs_visit_each_training_image_once);
     tcase_add_test(tc, test_cifar_default_val_split_holds_out_a_tenth);
     tcase_add_test(tc, test_cifar_batches_are_deterministic);

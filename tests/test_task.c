@@ -51,7 +51,7 @@ START_TEST(test_task_rows_are_the_labelled_positions)
     ck_assert_int_eq(t->vocab, 32);
     ck_assert_int_eq(t->n_test, 10);
     TaskBatch b;
-    ck_assert_int_eq(task_batch_alloc(&b, 4, 16), 0);
+    ck_assert_int_eq(task_batch_alloc(&b, 4, 16, 0), 0);
     t->train_batch(t, 3, 4, &b);
     ck_assert_int_eq(b.n_rows, 4 * 2); /* K labelled positions per sequence */
     /* Each row points at a query token whose target is the value after that key. */
@@ -90,7 +90,7 @@ START_TEST(test_task_finite_set_visits_each_example_once_per_epoch)
     char err[256];
     ck_assert_int_eq(mqar_dataset_generate(&ref, &p, rng_derive_key(5, RNG_DATA, 0), 0, 10, err, sizeof err), 0);
     TaskBatch b;
-    ck_assert_int_eq(task_batch_alloc(&b, 4, 16), 0);
+    ck_assert_int_eq(task_batch_alloc(&b, 4, 16, 0), 0);
     int seen[3][10] = {{0}};
     for (int k = 0; k < 7; k++) { /* 28 examples: epochs 0, 1 full, 2 partly */
         t->train_batch(t, k, 4, &b);
@@ -106,7 +106,7 @@ START_TEST(test_task_finite_set_visits_each_example_once_per_epoch)
         for (int i = 0; i < 10; i++) ck_assert_int_eq(seen[e][i], 1);
     /* Orders differ between epochs, and a step's batch does not depend on history. */
     TaskBatch b2;
-    ck_assert_int_eq(task_batch_alloc(&b2, 4, 16), 0);
+    ck_assert_int_eq(task_batch_alloc(&b2, 4, 16, 0), 0);
     t->train_batch(t, 5, 4, &b2);
     t->train_batch(t, 0, 4, &b);
     t->train_batch(t, 5, 4, &b);
@@ -126,7 +126,7 @@ START_TEST(test_task_test_set_is_the_test_stream)
     Config c;
     Task *t = make_task(SMALL_MQAR "  num_test_examples: 6\n  num_train_examples: 0\n", &s, &c);
     TaskBatch b;
-    ck_assert_int_eq(task_batch_alloc(&b, 3, 16), 0);
+    ck_assert_int_eq(task_batch_alloc(&b, 3, 16, 0), 0);
     t->test_batch(t, 3, 3, &b);
     int32_t in[16], lab[16];
     MqarParams p = mqar_default_params(32, 16, 2, 0);

@@ -476,6 +476,87 @@ spectra:
                   f"listops {model}: accuracy over the 40 test examples")
 
 
+def write_cifar(root, n_train=4, n_test=6, seed=5):
+    """CIFAR-10 binary batches with random pixels: 5 x n_train + n_test records."""
+    rng = np.random.default_rng(seed)
+    os.makedirs(root, exist_ok=True)
+    names = [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"]
+    for k, name in enumerate(names):
+        n = n_test if k == 5 else n_train
+        rec = np.concatenate([rng.integers(0, 10, (n, 1)), rng.integers(0, 256, (n, 3072))], 1)
+        rec.astype(np.uint8).tofile(os.path.join(root, name))
+
+
+def test_cifar_float_inputs(d):
+    """Sequential CIFAR with tokenize false: normalised floats through Linear(1, d)."""
+    import torch
+    data = os.path.join(d, "cifar-10-batches-bin")
+    write_cifar(data)
+    heads = {"norm-attention": "  layer: transformer\n  attention_fn: norm-attention\n  embedding: false\n"
+                               "  input_dim: 1\n  classifier: true\n  mixer: mlp\n  approx_fn: none\n",
+             "mamba2": "  layer: mamba\n  version: mamba2\n  token_embedding: false\n  input_dim: 1\n"
+                       "  pooling: mean\n  prenorm: false\n  dropout: 0.0\n"}
+    for model, head in heads.items():
+        cfg = os.path.join(d, f"cf_{model}.yaml")
+        with open(cfg, "w") as f:
+            f.write(f"""seed: 4
+dataset:
+  _name_: cifar
+  grayscale: true
+  tokenize: false
+  data_dir: {d}
+train:
+  num_epochs: 2
+  batch_size: 8
+  lr: 1.0e-3
+model:
+{head}  num_layers: 2
+  hidden_dim: 16
+  state_dim: 8
+  num_heads: 2
+  mixer_dim: 16
+  output_dim: 10
+spectra:
+  analysis_batch: 3
+""")
+        out = os.path.join(d, f"cf_{model}.h5")
+        rc, _, err = run("train", "--config", cfg, "--out", out, "--quiet")
+        check(rc == 0, f"cifar {model} with float inputs: trains (got {rc}: {err.strip()[-200:]})")
+        with h5py.File(out, "r") as f:
+            params = f["checkpoint/params"]
+            check(params["encoder.weight"].shape == (16, 1) and params["encoder.bias"].shape == (16,)
+                  and "encoder.word_embeddings.weight" not in params
+                  and "encoder.position_embeddings.weight" not in params,
+                  f"cifar {model}: a Linear(1, 16) input layer, no embeddings")
+            tok = f["spectra/inputs"][()]
+            feat = f["spectra/features"][()]
+            # torchvision: ToTensor (x / 255 in float32), Normalize(122.6/255, 61.0/255) in float32
+            x = torch.tensor(tok, dtype=torch.float32) / 255
+            want = (x - torch.tensor(122.6 / 255, dtype=torch.float32)) / torch.tensor(61.0 / 255, dtype=torch.float32)
+            check(tok.shape == (3, 1024) and feat.shape == (3, 1024, 1)
+                  and np.array_equal(feat[..., 0], want.numpy()),
+                  f"cifar {model}: /spectra/features are the normalised gray pixels of /spectra/inputs, "
+                  "bit for bit as torchvision computes them")
+            final = f["spectra/final/eig"][()]
+        sp = os.path.join(d, f"cf_{model}_sp.h5")
+        rc, _, err = run("spectra", out, "--out", sp)
+        with h5py.File(sp, "r") as g:
+            check(rc == 0 and np.array_equal(g["spectra/final/eig"][()], final),
+                  f"cifar {model}: seqeig spectra recomputes the final spectra from the stored features "
+                  f"(got {rc}: {err.strip()[-200:]})")
+    cfg = os.path.join(d, "cf_norm-attention.yaml")
+    cases = [
+        (("--set", "dataset.tokenize=true"), "gives tokens"),
+        (("--set", "model.embedding=true"), "has a token embedding"),
+        (("--set", "model.max_pos_embed=1024"), "Linear input layer of float inputs"),
+        (("--set", "model.token_embedding=false"), "has no effect on a transformer model"),
+    ]
+    for extra, want in cases:
+        rc, _, err = run("train", "--config", cfg, "--out", os.path.join(d, "cf_bad.h5"), "--quiet", *extra)
+        check(rc == 2 and want in err and not os.path.exists(os.path.join(d, "cf_bad.h5")),
+              f"cifar: {' '.join(extra)} is refused naming the problem (got {rc}: {err.strip()[-300:]})")
+
+
 def test_models(d):
     for model in ("lin-attention", "norm-attention", "mamba2"):
         cfg = tiny_config(os.path.join(d, f"{model}.yaml"), model=model, steps=20, eval_every=10)
@@ -496,7 +577,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         d = keep or tmp
         for t in (test_usage_errors, test_config_errors, test_run_file, test_determinism_and_resume,
-                  test_failure, test_paper_method, test_epochs, test_classification, test_models, test_reference_config):
+                  test_failure, test_paper_method, test_epochs, test_classification, test_cifar_float_inputs, test_models, test_reference_config):
             print(f"== {t.__name__}")
             t(d)
     print(f"tests/e2e/test_cli.py: {N_CHECKS} checks passed")
