@@ -126,12 +126,7 @@ int model_keys_to_config(const Config *c, ModelConfig *mc, char *err, size_t err
     /* mixer_dim sizes the transformer MLP and the classifier MLP; the
      * reference LM head has no MLP, so it only matters when used. */
     mc->mixer_dim = (mc->mixer == MIXER_MLP || mc->head == HEAD_CLASSIFIER) ? config_int(c, "model.mixer_dim") : 0;
-    /* The default 512 positions belong to the token embedding; a Linear
-     * input layer has none (an explicit max_pos_embed > 0 is refused by
-     * model_config_check). */
-    const int ppi = config_schema_find(c->schema, "model.max_pos_embed");
-    const bool pos_given = c->source[ppi] != CONFIG_FROM_DEFAULT;
-    mc->max_pos_embed = (mamba || (float_inputs && !pos_given)) ? 0 : config_int(c, "model.max_pos_embed");
+    mc->max_pos_embed = mamba ? 0 : config_int(c, "model.max_pos_embed");
     mc->use_gate = config_bool(c, "model.use_gate");
     mc->dim_conv = config_int(c, "model.dim_conv");
     mc->norm_fn = (NormFn)index_of(NORM_FNS, config_str(c, "model.norm_fn"));

@@ -182,12 +182,21 @@ def load(path):
                     raise Malformed(f"buffer /params/{name} must be all {value}")
 
         # inputs
-        tokens = _dataset(f, "/inputs/tokens", dtype_kind="iu")
-        if tokens.ndim != 2 or tokens.size == 0:
-            raise Malformed(f"dataset /inputs/tokens has shape {tokens.shape}, expected (B, L)")
-        Bsz, L = tokens.shape
-        if tokens.min() < 0 or tokens.max() >= cfg.vocab_size:
-            raise Malformed(f"dataset /inputs/tokens has values outside [0, vocab_size={cfg.vocab_size})")
+        if cfg.input_dim > 0:   # float inputs through the Linear input layer
+            tokens = _dataset(f, "/inputs/features", dtype=np.float32)
+            if tokens.ndim != 3 or tokens.size == 0 or tokens.shape[2] != cfg.input_dim:
+                raise Malformed(f"dataset /inputs/features has shape {tokens.shape}, "
+                                f"expected (B, L, input_dim={cfg.input_dim})")
+            if not np.all(np.isfinite(tokens)):
+                raise Malformed("dataset /inputs/features has non-finite values")
+            Bsz, L = tokens.shape[:2]
+        else:
+            tokens = _dataset(f, "/inputs/tokens", dtype_kind="iu")
+            if tokens.ndim != 2 or tokens.size == 0:
+                raise Malformed(f"dataset /inputs/tokens has shape {tokens.shape}, expected (B, L)")
+            Bsz, L = tokens.shape
+            if tokens.min() < 0 or tokens.max() >= cfg.vocab_size:
+                raise Malformed(f"dataset /inputs/tokens has values outside [0, vocab_size={cfg.vocab_size})")
         if not cfg.is_mamba and cfg.max_pos_embed > 0 and L > cfg.max_pos_embed:
             raise Malformed(f"/inputs/tokens length {L} > max_pos_embed {cfg.max_pos_embed}")
         rows = mask = None
@@ -236,10 +245,16 @@ def load(path):
 # The PyTorch side
 # ---------------------------------------------------------------------------
 
+def inputs_tensor(d):
+    """The model inputs of a loaded file: int64 tokens (B, L) or float64 features (B, L, F)."""
+    x = d["tokens"]
+    return torch.from_numpy(x.astype(np.float64) if d["cfg"].input_dim > 0 else x.astype(np.int64))
+
+
 def run_torch(d):
     """float64 forward, loss, backward; returns logits, loss, grads, log_eig, scale."""
     P = {k: torch.from_numpy(v.astype(np.float64)).requires_grad_(True) for k, v in d["params"].items()}
-    tokens = torch.from_numpy(d["tokens"].astype(np.int64))
+    tokens = inputs_tensor(d)
     rows = None if d["rows"] is None else torch.from_numpy(d["rows"].astype(np.int64))
     mask = None if d["mask"] is None else torch.from_numpy(d["mask"].astype(np.float64))
     labels = torch.from_numpy(d["labels"].astype(np.int64))
@@ -330,7 +345,7 @@ def check_file(path, tally):
     cfg = d["cfg"]
     print(f"  variant {d['variant']}: model {cfg.model}, head {cfg.head}, d {cfg.hidden_dim}, "
           f"state {cfg.state_dim}, heads {cfg.num_heads}, layers {cfg.num_layers}, "
-          f"tokens {tuple(d['tokens'].shape)}")
+          f"inputs {tuple(d['tokens'].shape)}")
     try:
         t = run_torch(d)
     except Exception as e:

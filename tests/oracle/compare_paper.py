@@ -49,7 +49,7 @@ STAT_ATOL = 1e-12
 
 def load_paper(path, d):
     cfg = d["cfg"]
-    Bsz, L = d["tokens"].shape
+    Bsz, L = d["tokens"].shape[:2]
     T = L if cfg.is_mamba else L - 1
     Ly, H = cfg.num_layers, cfg.num_heads
     with h5py.File(path, "r") as f:
@@ -63,7 +63,9 @@ def load_paper(path, d):
 
 def run_paper(d, use_input=False):
     P = {k: torch.from_numpy(v.astype(np.float32)) for k, v in d["params"].items()}
-    tokens = torch.from_numpy(d["tokens"].astype(np.int64))
+    tokens = compare.inputs_tensor(d)
+    if d["cfg"].input_dim > 0:
+        tokens = tokens.float()   # the script runs the float32 model
     return paper.paper_eig(d["cfg"], P, tokens, use_input=use_input)
 
 
@@ -131,7 +133,7 @@ def check_file(path, tally):
         return
     cfg = d["cfg"]
     print(f"  variant {d['variant']}: model {cfg.model}, layers {cfg.num_layers}, heads {cfg.num_heads}, "
-          f"tokens {tuple(d['tokens'].shape)}")
+          f"inputs {tuple(d['tokens'].shape)}")
     try:
         p, tol, amb = run_paper(d)
     except Exception as e:

@@ -69,10 +69,7 @@ FLT_EXP_UNDERFLOW = math.log(FLT_TRUE_MIN / 2)
 # ---------------------------------------------------------------------------
 
 def encoder(cfg, P, tokens):
-    x = P["encoder.word_embeddings.weight"][tokens.long()]
-    if not cfg.is_mamba and cfg.max_pos_embed > 0:
-        x = x + P["encoder.position_embeddings.weight"][:tokens.shape[1]].unsqueeze(0)
-    return x
+    return tm.encode(cfg, P, tokens)
 
 
 def transformer_block(cfg, P, i, x):
@@ -286,7 +283,7 @@ EIG = {"sm-attention": softmax_eig, "lin-attention": linear_eig, "norm-attention
 
 def paper_eig(cfg, P, tokens, use_input=False):
     """(eig, tol, ambiguous), each (B, layers, H, T); P float32 tensors."""
-    Bsz, L = tokens.shape
+    Bsz, L = tokens.shape[:2]
     per_layer = []
     if cfg.is_mamba and cfg.pseudoLTI:
         per_layer = [pseudo_lti_eig(cfg, P, i, Bsz, L) for i in range(cfg.num_layers)]

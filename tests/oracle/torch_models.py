@@ -81,6 +81,7 @@ class Config:
         self.glu = False
         self.prenorm = True
         self.pseudoLTI = False
+        self.input_dim = 0          # 0: token inputs; > 0: float features through Linear(input_dim, d)
         for k, v in kw.items():
             setattr(self, k, v)
         self.validate()
@@ -144,6 +145,11 @@ class Config:
                 if isinstance(e, ConfigError):
                     raise
                 raise ConfigError(f"key '{key}' has unusable value {v!r}") from None
+        if "input_dim" in attrs:    # optional: absent means token inputs
+            try:
+                kw["input_dim"] = int(attrs["input_dim"])
+            except (TypeError, ValueError):
+                raise ConfigError(f"key 'input_dim' has unusable value {attrs['input_dim']!r}") from None
         return cls(**kw)
 
     def validate(self):
@@ -155,6 +161,9 @@ class Config:
         need(self.head in ("lm", "classifier"), f"head = '{self.head}' (expected lm | classifier)")
         for k in ("hidden_dim", "state_dim", "num_heads", "num_layers", "vocab_size", "output_dim"):
             need(getattr(self, k) > 0, f"{k} = {getattr(self, k)} must be > 0")
+        need(self.input_dim >= 0, f"input_dim = {self.input_dim} must be >= 0")
+        need(self.input_dim == 0 or self.is_mamba or self.max_pos_embed == 0,
+             "a Linear input layer (input_dim > 0) has no positions: max_pos_embed must be 0")
         d, H = self.hidden_dim, self.num_heads
         need(d % H == 0, f"hidden_dim {d} not divisible by num_heads {H}")
         need(0.0 <= self.dropout < 1.0, f"dropout = {self.dropout} out of [0, 1)")
@@ -186,7 +195,11 @@ def param_shapes(cfg):
     """Ordered dict {name: shape} of every trainable parameter."""
     d, N, H, V = cfg.hidden_dim, cfg.state_dim, cfg.num_heads, cfg.vocab_size
     out = {}
-    out["encoder.word_embeddings.weight"] = (V, d)
+    if cfg.input_dim > 0:
+        out["encoder.weight"] = (d, cfg.input_dim)
+        out["encoder.bias"] = (d,)
+    else:
+        out["encoder.word_embeddings.weight"] = (V, d)
     if cfg.is_mamba:
         n_dt = 1 if cfg.pseudoLTI else H
         for i in range(cfg.num_layers):
@@ -531,15 +544,27 @@ def _lm_rows(x, rows):
 # Transformer backbone (SPEC 3.1)
 # ---------------------------------------------------------------------------
 
-def transformer_forward(cfg, P, tokens, rows=None, mask=None, training=False):
-    Bsz, L = tokens.shape
-    tok = tokens.long()
-    x = P["encoder.word_embeddings.weight"][tok]
-    if cfg.max_pos_embed > 0:
+def encode(cfg, P, inputs):
+    """The input layer (STUDY 1.1, 1.7): token embedding [+ learned positions,
+    transformer only] of int inputs (B, L), or Linear(input_dim, d) of float
+    inputs (B, L, input_dim) when cfg.input_dim > 0.  No dropout."""
+    if cfg.input_dim > 0:
+        if inputs.dim() != 3 or inputs.shape[2] != cfg.input_dim or inputs.is_floating_point() is False:
+            raise ConfigError(f"float inputs must be (B, L, {cfg.input_dim}), got {tuple(inputs.shape)}")
+        W = P["encoder.weight"]
+        return linear(inputs.to(W.dtype), W, P["encoder.bias"])
+    L = inputs.shape[1]
+    x = P["encoder.word_embeddings.weight"][inputs.long()]
+    if not cfg.is_mamba and cfg.max_pos_embed > 0:
         if L > cfg.max_pos_embed:
             raise ConfigError(f"sequence length {L} > max_pos_embed {cfg.max_pos_embed}")
         x = x + P["encoder.position_embeddings.weight"][:L].unsqueeze(0)
-    x = dropout(x, cfg.dropout, training)
+    return x
+
+
+def transformer_forward(cfg, P, tokens, rows=None, mask=None, training=False):
+    Bsz, L = tokens.shape[:2]
+    x = dropout(encode(cfg, P, tokens), cfg.dropout, training)
     attention = ATTENTION[cfg.model]
     logs, scales = [], []
     for i in range(cfg.num_layers):
@@ -625,7 +650,7 @@ def ssd(cfg, P, pre, u):
 
 
 def mamba_forward(cfg, P, tokens, rows=None, mask=None, training=False):
-    x = P["encoder.word_embeddings.weight"][tokens.long()]            # no positions, no encoder dropout
+    x = encode(cfg, P, tokens)                                        # no positions, no encoder dropout
     logs, scales = [], []
     for i in range(cfg.num_layers):
         pre = f"blocks.{i}."
@@ -658,7 +683,7 @@ def mamba_forward(cfg, P, tokens, rows=None, mask=None, training=False):
 def forward(cfg, P, tokens, rows=None, mask=None, training=False):
     """Logits and SPEC 6 "dsf" log-eigenvalues.
 
-    tokens (B, L) int; rows: LM head only, flat indices b*L + t (None = all);
+    tokens (B, L) int, or float features (B, L, input_dim) when cfg.input_dim > 0; rows: LM head only, flat indices b*L + t (None = all);
     mask (B, L): classifier pooling weights (None = all valid).
     Returns (logits, log_eig, scale); logits (n_rows or B, output_dim) in the
     parameters' dtype; log_eig, scale float64 (B, layers, H, T), T = L - 1

@@ -82,6 +82,13 @@ static int build_variants(Variant *v)
     v[n++] = (Variant){"mamba2-postnorm-classifier", c, true};
     c = tiny(MODEL_MAMBA2), c.pseudo_lti = true;
     v[n++] = (Variant){"mamba2-pseudolti", c, false};
+    /* Float inputs through the Linear input layer (CIFAR with tokenize: false). */
+    c = classifier(tiny(MODEL_NORM_ATTENTION)), c.input_dim = 1, c.approx_fn = APPROX_NONE, c.dim_conv = 4;
+    v[n++] = (Variant){"norm-attention-linear-input-classifier", c, false};
+    c = tiny(MODEL_SM_ATTENTION), c.input_dim = 3;
+    v[n++] = (Variant){"sm-attention-linear-input3", c, false};
+    c = tiny(MODEL_MAMBA2), c.head = HEAD_CLASSIFIER, c.output_dim = 3, c.prenorm = false, c.input_dim = 1;
+    v[n++] = (Variant){"mamba2-postnorm-linear-input-classifier", c, true};
     return n;
 }
 
@@ -108,6 +115,7 @@ static int write_config(hid_t f, const char *path, const ModelConfig *c, char *e
         {"mixer_dim", c->mixer_dim}, {"max_pos_embed", c->max_pos_embed}, {"use_gate", c->use_gate},
         {"dim_conv", c->dim_conv}, {"scale_B", c->scale_B}, {"offset", c->offset},
         {"conv_dim", c->conv_dim}, {"glu", c->glu}, {"prenorm", c->prenorm}, {"pseudoLTI", c->pseudo_lti},
+        {"input_dim", c->input_dim},
     };
     for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) CHECK(h5u_attr_i64(f, "/config", ints[i].k, ints[i].v, err));
     CHECK(h5u_attr_f64(f, "/config", "dropout", c->dropout, err));
@@ -136,6 +144,9 @@ static int dump_variant(const char *dir, const Variant *v, uint64_t seed)
     int32_t tokens[B * L], rows[B * ROWS_PER_SEQ], labels[B * L];
     float mask[B * L];
     for (int i = 0; i < B * L; i++) tokens[i] = (int32_t)rng_below(&r, (uint64_t)v->cfg.vocab_size);
+    const int F = v->cfg.input_dim;
+    float features[B * L * 4];
+    for (int i = 0; i < B * L * F; i++) features[i] = (float)(4.0 * rng_uniform(&r) - 2.0);
     for (int i = 0; i < B * L; i++) mask[i] = (i / L == 1 && i % L >= L - 3) ? 0.0f : 1.0f;
     bool lm = v->cfg.head == HEAD_LM;
     int n_lab = lm ? B * ROWS_PER_SEQ : B;
@@ -143,7 +154,7 @@ static int dump_variant(const char *dir, const Variant *v, uint64_t seed)
         for (int j = 0; j < ROWS_PER_SEQ; j++) rows[b * ROWS_PER_SEQ + j] = b * L + 1 + 2 * j;
     for (int i = 0; i < n_lab; i++) labels[i] = (int32_t)rng_below(&r, (uint64_t)v->cfg.output_dim);
 
-    ModelBatch batch = {.B = B, .L = L, .tokens = tokens, .mask = (!lm && v->masked) ? mask : NULL,
+    ModelBatch batch = {.B = B, .L = L, .tokens = tokens, .features = F > 0 ? features : NULL, .mask = (!lm && v->masked) ? mask : NULL,
                         .rows = lm ? rows : NULL, .n_rows = lm ? B * ROWS_PER_SEQ : 0};
     int T = model_spectra_T(&m, L);
     size_t n_eig = (size_t)B * v->cfg.num_layers * v->cfg.num_heads * T;
@@ -187,7 +198,10 @@ static int dump_variant(const char *dir, const Variant *v, uint64_t seed)
         snprintf(name, sizeof name, "/c/grads/%s", p->name);
         CHECK(h5u_write_f32(f, name, p->t.ndim, dims, p->t.grad, err));
     }
-    CHECK(h5u_write_i32(f, "/inputs/tokens", 2, (size_t[]){B, L}, tokens, err));
+    if (F > 0)
+        CHECK(h5u_write_f32(f, "/inputs/features", 3, (size_t[]){B, L, (size_t)F}, features, err));
+    else
+        CHECK(h5u_write_i32(f, "/inputs/tokens", 2, (size_t[]){B, L}, tokens, err));
     CHECK(h5u_write_i32(f, "/inputs/labels", 1, (size_t[]){(size_t)n_lab}, labels, err));
     if (lm) CHECK(h5u_write_i32(f, "/inputs/rows", 1, (size_t[]){B * ROWS_PER_SEQ}, rows, err));
     if (batch.mask) CHECK(h5u_write_f32(f, "/inputs/mask", 2, (size_t[]){B, L}, mask, err));
