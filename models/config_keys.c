@@ -139,6 +139,6 @@ int model_keys_to_config(const Config *c, ModelConfig *mc, char *err, size_t err
     mc->pseudo_lti = config_bool(c, "model.pseudoLTI");
 
     char msg[400];
-    if (model_config_check(mc, msg, sizeof msg) != 0) FAIL("model.%s", msg);
+    if (model_config_check(mc, msg, sizeof msg) != 0) FAIL("%s: model.%s", c->path ? c->path : "config", msg);
     return 0;
 }

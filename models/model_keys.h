@@ -11,7 +11,7 @@
 void model_keys_register(ConfigSchema *s);
 
 /* Fill mc from the resolved config.  Returns 0, or -1 with one message
- * naming the key (and where it was set) in err. */
+ * naming the key and where it was set (file:line, or the config's path) in err. */
 int model_keys_to_config(const Config *c, ModelConfig *mc, char *err, size_t errlen);
 
 #endif

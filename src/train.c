@@ -128,7 +128,7 @@ static int setup(Trainer *t)
     const Config *c = t->c;
     char err[600], where[300];
     ModelConfig mc;
-    if (model_keys_to_config(c, &mc, err, sizeof err)) USAGE_FAIL("%s: %s", c->path ? c->path : "config", err);
+    if (model_keys_to_config(c, &mc, err, sizeof err)) USAGE_FAIL("%s", err); /* err names file and key */
     if (positive_key(c, "train.total_steps") || positive_key(c, "train.batch_size") ||
         positive_key(c, "train.eval_every") || positive_key(c, "train.eval_batch_size") ||
         positive_key(c, "train.log_every") || positive_key(c, "spectra.analysis_batch"))
