@@ -172,8 +172,8 @@ static void build_config(ModelConfig *c, ModelKind kind, const Shape *s)
 }
 
 /* --profile: where the step's time goes.  Forward, cross entropy, clip and
- * AdamW as wholes; the backward per tape entry (the same walk as
- * graph_backward's, timed per entry and summed by op name). */
+ * AdamW as wholes; the backward per tape entry (graph_backward_observed,
+ * timed per entry and summed by op name). */
 #define PROF_MAX 64
 typedef struct ProfRow {
     const char *name;
@@ -201,27 +201,30 @@ static int cmp_prof(const void *a, const void *b)
     return (x < y) - (x > y);
 }
 
+/* Backward with every tape entry timed, summed by op name. */
+static void observe_entry(void *ctx, const TapeEntry *e, bool after)
+{
+    double *t0 = ctx;
+    if (!after) {
+        *t0 = bench_now();
+        return;
+    }
+    const double dt = bench_now() - *t0;
+    const Tensor *o = e->out;
+    /* linear ops apart by output width (decoder vs projections) */
+    char key[64];
+    if (!strcmp(e->name, "linear")) {
+        snprintf(key, sizeof key, "linear ->%d", o->shape[o->ndim - 1]);
+        prof_add(key, dt);
+    } else {
+        prof_add(e->name, dt);
+    }
+}
+
 static void backward_timed(Graph *g, Tensor *loss)
 {
-    float *dl = tensor_grad(g, loss);
-    if (!dl) return;
-    dl[0] += 1.0f;
-    for (TapeEntry *e = g->tape; e; e = e->prev) {
-        Tensor *o = e->out;
-        if (!o->grad && !(o->base && o->base->grad)) continue;
-        double t0 = bench_now();
-        tensor_grad(g, o);
-        e->backward(g, e);
-        double dt = bench_now() - t0;
-        /* linear ops apart by output width (decoder vs projections) */
-        char key[64];
-        if (!strcmp(e->name, "linear")) {
-            snprintf(key, sizeof key, "linear ->%d", o->shape[o->ndim - 1]);
-            prof_add(key, dt);
-        } else {
-            prof_add(e->name, dt);
-        }
-    }
+    double t0 = 0.0;
+    graph_backward_observed(g, loss, observe_entry, &t0);
 }
 
 static int profile_mode;

@@ -139,18 +139,22 @@ bool tensor_grad_adopt(Graph *g, Tensor *t, float *buf)
     return true;
 }
 
-static void run_tape(Graph *g)
+static void run_tape(Graph *g, TapeObserver observe, void *ctx)
 {
     for (TapeEntry *e = g->tape; e; e = e->prev) {
         /* an output nobody differentiated has no gradient to pass on */
         Tensor *o = e->out;
         if (!o->grad && !(o->base && o->base->grad)) continue;
+        if (observe) observe(ctx, e, false);
         tensor_grad(g, o);
         e->backward(g, e);
+        if (observe) observe(ctx, e, true);
     }
 }
 
-void graph_backward(Graph *g, Tensor *loss)
+void graph_backward(Graph *g, Tensor *loss) { graph_backward_observed(g, loss, NULL, NULL); }
+
+void graph_backward_observed(Graph *g, Tensor *loss, TapeObserver observe, void *ctx)
 {
     if (loss->numel != 1) {
         fprintf(stderr, "seqeig: internal error: backward from a non-scalar tensor\n");
@@ -159,7 +163,7 @@ void graph_backward(Graph *g, Tensor *loss)
     float *dl = tensor_grad(g, loss);
     if (!dl) return; /* nothing in the graph needs a gradient */
     dl[0] += 1.0f;
-    run_tape(g);
+    run_tape(g, observe, ctx);
 }
 
 void graph_backward_from(Graph *g, Tensor *out, const float *dout)
@@ -167,5 +171,5 @@ void graph_backward_from(Graph *g, Tensor *out, const float *dout)
     float *d = tensor_grad(g, out);
     if (!d) return;
     for (size_t i = 0; i < out->numel; i++) d[i] += dout[i];
-    run_tape(g);
+    run_tape(g, NULL, NULL);
 }

@@ -92,6 +92,11 @@ bool tensor_grad_adopt(Graph *g, Tensor *t, float *buf);
 
 /* d(loss)/d(loss) = 1 for a 1-element tensor, then run the tape backwards. */
 void graph_backward(Graph *g, Tensor *loss);
+/* graph_backward, calling observe(ctx, e, false) before and
+ * observe(ctx, e, true) after every tape entry whose backward runs (for
+ * profilers: bench/model_step.c --profile). */
+typedef void (*TapeObserver)(void *ctx, const TapeEntry *e, bool after);
+void graph_backward_observed(Graph *g, Tensor *loss, TapeObserver observe, void *ctx);
 /* Seed out's gradient with `dout` (out->numel floats) and run the tape
  * backwards; used by gradient checks of ops with non-scalar outputs. */
 void graph_backward_from(Graph *g, Tensor *out, const float *dout);
