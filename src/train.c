@@ -34,7 +34,7 @@ void train_keys_register(ConfigSchema *s)
     config_schema_add_double(s, "train.eps", 1e-8, 0);
     config_schema_add_double(s, "train.clip_grad_norm", 1.0, 0);
     config_schema_add_int(s, "train.eval_every", 200, 0);
-    config_schema_add_int(s, "train.eval_batch_size", 256, 0);
+    config_schema_add_int(s, "train.eval_batch_size", 0, 0); /* 0: batch_size */
     config_schema_add_int(s, "train.log_every", 10, 0);
     config_schema_add_double(s, "train.stop_criterion", 1.0, 0);
     config_schema_add_bool(s, "train.cosine_anneal", false, 0);
@@ -130,7 +130,7 @@ static int setup(Trainer *t)
     ModelConfig mc;
     if (model_keys_to_config(c, &mc, err, sizeof err)) USAGE_FAIL("%s", err); /* err names file and key */
     if (positive_key(c, "train.total_steps") || positive_key(c, "train.batch_size") ||
-        positive_key(c, "train.eval_every") || positive_key(c, "train.eval_batch_size") ||
+        positive_key(c, "train.eval_every") ||
         positive_key(c, "train.log_every") || positive_key(c, "spectra.analysis_batch"))
         return EXIT_USAGE;
     if (config_int(c, "train.seed") < 0)
@@ -138,7 +138,14 @@ static int setup(Trainer *t)
                    config_int(c, "train.seed"));
     t->seed = (uint64_t)config_int(c, "train.seed");
     t->B = config_int(c, "train.batch_size");
+    /* An evaluation chunk of batch_size sequences (forward only) needs less
+     * memory than a training step, so by default evaluation never raises
+     * the run's peak memory. */
     t->eval_B = config_int(c, "train.eval_batch_size");
+    if (t->eval_B < 0)
+        USAGE_FAIL("%s: train.eval_batch_size = %d: must be >= 0 (0: the training batch_size)",
+                   config_where(c, "train.eval_batch_size", where, sizeof where), t->eval_B);
+    if (t->eval_B == 0) t->eval_B = t->B;
     t->total = config_int(c, "train.total_steps");
     t->eval_every = config_int(c, "train.eval_every");
     t->log_every = config_int(c, "train.log_every");

@@ -138,6 +138,8 @@ def test_config_errors(d):
         "bad_choice": (base.replace("attention_fn: sm-attention", "attention_fn: rnn"),
                        "invalid value 'rnn'"),
         "bad_value": (base.replace("  batch_size: 16", "  batch_size: 0"), "train.batch_size = 0: must be > 0"),
+        "bad_eval_batch": (base.replace("  batch_size: 16", "  batch_size: 16\n  eval_batch_size: -1"),
+                           "train.eval_batch_size = -1: must be >= 0"),
         "bad_model": (base.replace("  num_heads: 2", "  num_heads: 3"), "not divisible by num_heads = 3"),
         "too_long": (base.replace("max_pos_embed: 16", "max_pos_embed: 8"), "max_pos_embed = 8"),
         "unimplemented": (base.replace("  hidden_dim: 16", "  hidden_dim: 16\n  att_dropout: 0.1"),
