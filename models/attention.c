@@ -130,7 +130,7 @@ Tensor *attention_forward(const AttentionLayer *a, const ModelConfig *c, Graph *
     Tensor *y;
     if (c->kind == MODEL_SM_ATTENTION) {
         /* q, k, v read in place from the columns of qkv */
-        y = op_causal_softmax_attn_qkv(g, qkv, dqk, d, H, (float)(1.0 / sqrt((double)dh)), log_eta);
+        y = op_causal_softmax_attn_qkv(g, qkv, dqk, d, H, (float)(1.0 / sqrt((double)dh)), 0.0f, log_eta);
     } else if (c->kind == MODEL_LIN_ATTENTION) {
         Tensor *q = op_elu1_cols(g, qkv, 0, dqk, 1.0f), *k = op_elu1_cols(g, qkv, dqk, dqk, 1.0f);
         Tensor *v = op_slice_cols(g, qkv, 2 * dqk, d);
