@@ -1,7 +1,8 @@
 /* Attention dropout (model.att_dropout): the tile mask kernel against
  * rng_uniform_at, the fused softmax attention with dropout against a plain
  * double-precision reference over the full (B, H, L, L) matrix, gradients,
- * thread counts, the p = 0 / evaluation paths and the keep fraction. */
+ * thread counts, the p = 0 / evaluation paths, the keep fraction, and the
+ * config key. */
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
@@ -9,6 +10,7 @@
 
 #include "../models/attn_dropout.h"
 #include "../models/attn_softmax.h"
+#include "../models/model_keys.h"
 #include "../src/ops.h"
 #include "../src/rng.h"
 #include "testutil.h"
@@ -493,6 +495,42 @@ START_TEST(test_packed_qkv_dropout_same_bits_as_three_slices)
 }
 END_TEST
 
+/* ----------------------------------------------------------------- config */
+
+static int load_model_config(const char *yaml, ModelConfig *mc, char *err, size_t errlen)
+{
+    ConfigSchema s;
+    config_schema_init(&s);
+    model_keys_register(&s);
+    Config c;
+    int rc = config_load_yaml_text(&c, &s, yaml, "test.yaml", err, errlen);
+    if (rc == 0) {
+        rc = model_keys_to_config(&c, mc, err, errlen);
+        config_free(&c);
+    }
+    config_schema_free(&s);
+    return rc;
+}
+
+START_TEST(test_config_att_dropout_loads_and_is_range_checked)
+{
+    ModelConfig mc;
+    char err[512] = "";
+    ck_assert_msg(load_model_config("model:\n  att_dropout: 0.1\n", &mc, err, sizeof err) == 0, "%s", err);
+    ck_assert(mc.att_dropout == 0.1f);
+    ck_assert_msg(load_model_config("model:\n  layer: mamba\n  att_dropout: 0.2\n", &mc, err, sizeof err) == 0,
+                  "%s", err);
+    ck_assert(load_model_config("model:\n  hidden_dim: 64\n", &mc, err, sizeof err) == 0);
+    ck_assert(mc.att_dropout == 0.0f);
+    const char *bad[] = {"model:\n  att_dropout: 1.0\n", "model:\n  att_dropout: -0.1\n"};
+    for (int i = 0; i < 2; i++) {
+        err[0] = '\0';
+        ck_assert_int_eq(load_model_config(bad[i], &mc, err, sizeof err), -1);
+        ck_assert_msg(strstr(err, "att_dropout") && strstr(err, "[0, 1)"), "'%s'", err);
+    }
+}
+END_TEST
+
 Suite *suite_att_dropout(void)
 {
     Suite *s = suite_create("att_dropout");
@@ -506,6 +544,7 @@ Suite *suite_att_dropout(void)
     tcase_add_test(tc, test_p0_and_eval_are_bit_identical_to_plain_attention);
     tcase_add_test(tc, test_dropout_bit_identical_for_1_and_2_threads);
     tcase_add_test(tc, test_packed_qkv_dropout_same_bits_as_three_slices);
+    tcase_add_test(tc, test_config_att_dropout_loads_and_is_range_checked);
     suite_add_tcase(s, tc);
     return s;
 }
