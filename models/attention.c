@@ -130,7 +130,8 @@ Tensor *attention_forward(const AttentionLayer *a, const ModelConfig *c, Graph *
     Tensor *y;
     if (c->kind == MODEL_SM_ATTENTION) {
         /* q, k, v read in place from the columns of qkv */
-        y = op_causal_softmax_attn_qkv(g, qkv, dqk, d, H, (float)(1.0 / sqrt((double)dh)), log_eta);
+        y = op_causal_softmax_attn_qkv(g, qkv, dqk, d, H, (float)(1.0 / sqrt((double)dh)), c->att_dropout,
+                                       log_eta);
     } else if (c->kind == MODEL_LIN_ATTENTION) {
         Tensor *q = op_elu1_cols(g, qkv, 0, dqk, 1.0f), *k = op_elu1_cols(g, qkv, dqk, dqk, 1.0f);
         Tensor *v = op_slice_cols(g, qkv, 2 * dqk, d);
@@ -163,5 +164,10 @@ Tensor *attention_forward(const AttentionLayer *a, const ModelConfig *c, Graph *
                 }
     }
     if (log_eta) spectra_from_log_eta(log_eta, B, H, L, eig, eig_bstride);
+    /* Linear and norm attention: Dropout(att_dropout) on the attention
+     * output before out_proj (element-wise, so on the merged heads as well
+     * as per head).  No op at all for att_dropout = 0, so such models keep
+     * the dropout-op indices (and masks) they had before att_dropout existed. */
+    if (c->kind != MODEL_SM_ATTENTION && c->att_dropout > 0.0f) y = op_dropout(g, y, c->att_dropout);
     return op_linear(g, y, &a->out_w->t, &a->out_b->t);
 }

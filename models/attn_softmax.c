@@ -19,10 +19,13 @@
 #include <cblas.h>
 #include <math.h>
 #include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "../src/ops.h"
 #include "../src/simd_math.h"
+#include "attn_dropout.h"
 
 /* Number of visible (unmasked) columns of row r in a tile (see header). */
 static inline int visible_cols(int r, int diag, int nk)
@@ -257,16 +260,24 @@ static inline int imin(int a, int b) { return a < b ? a : b; }
 /* floats, rounded up to a whole 64-byte line */
 static inline size_t line_floats(size_t n) { return (n + 15) & ~(size_t)15; }
 
-/* Forward of one (b*H + h, query block starting at q0).  work: per-thread
- * scratch of fwd_work_floats(). */
-static size_t fwd_work_floats(const AttnDims *d)
+/* Index of element (row q0, column k0) of head bh's L x L probability
+ * matrix in the flattened (B, H, L, L) matrix the dropout mask is drawn for. */
+static inline uint64_t drop_index(const AttnDims *d, int bh, int q0, int k0)
 {
-    return line_floats((size_t)ATTN_SM_BQ * ATTN_SM_BK) + line_floats((size_t)ATTN_SM_BQ * d->dv) +
-           line_floats((size_t)d->dk * ATTN_SM_BK) + 3 * line_floats(ATTN_SM_BQ);
+    return ((uint64_t)bh * (uint64_t)d->L + (uint64_t)q0) * (uint64_t)d->L + (uint64_t)k0;
 }
 
-static void fwd_block(const AttnDims *d, const float *q, const float *k, const float *v, float *y,
-                      float *lse, double *log_eta, int bh, int q0, float *work)
+/* Forward of one (b*H + h, query block starting at q0).  work: per-thread
+ * scratch of fwd_work_floats(); dr: the dropout or NULL. */
+static size_t fwd_work_floats(const AttnDims *d, const AttnDropout *dr)
+{
+    return line_floats((size_t)ATTN_SM_BQ * ATTN_SM_BK) * (dr ? 2 : 1) +
+           line_floats((size_t)ATTN_SM_BQ * d->dv) + line_floats((size_t)d->dk * ATTN_SM_BK) +
+           3 * line_floats(ATTN_SM_BQ);
+}
+
+static void fwd_block(const AttnDims *d, const AttnDropout *dr, const float *q, const float *k,
+                      const float *v, float *y, float *lse, double *log_eta, int bh, int q0, float *work)
 {
     const int L = d->L, H = d->H, dk = d->dk, dv = d->dv;
     const int ldq = d->ldq, ldv = d->ldv, b = bh / H, h = bh % H;
@@ -280,6 +291,7 @@ static void fwd_block(const AttnDims *d, const float *q, const float *k, const f
     float *l = m + line_floats(ATTN_SM_BQ);
     float *alpha = l + line_floats(ATTN_SM_BQ);
     float *KT = alpha + line_floats(ATTN_SM_BQ);
+    float *M = KT + line_floats((size_t)dk * ATTN_SM_BK); /* dropout multipliers (dr only) */
 
     for (int r = 0; r < nq; r++) m[r] = -INFINITY, l[r] = 0.0f;
     const int q_end = q0 + nq; /* keys s < q_end can be visible */
@@ -291,6 +303,14 @@ static void fwd_block(const AttnDims *d, const float *q, const float *k, const f
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, nk, dk, d->scale, Qb, ldq, KT,
                     ATTN_SM_BK, 0.0f, S, ATTN_SM_BK);
         attn_sm_fwd_tile(S, ATTN_SM_BK, nq, nk, q0 - k0, m, l, alpha);
+        if (dr) { /* after the row sums: the normaliser l is the un-dropped one */
+            attn_drop_mult(dr, drop_index(d, bh, q0, k0), (uint64_t)L, nq, nk, q0 - k0, M, ATTN_SM_BK);
+            for (int r = 0; r < nq; r++) {
+                float *p = S + (size_t)r * ATTN_SM_BK;
+                const float *mr = M + (size_t)r * ATTN_SM_BK;
+                for (int c = 0; c < nk; c++) p[c] *= mr[c];
+            }
+        }
         if (k0 > 0) {
             for (int r = 0; r < nq; r++) {
                 const float a = alpha[r];
@@ -317,18 +337,22 @@ static void fwd_block(const AttnDims *d, const float *q, const float *k, const f
         for (int r = 0; r < nq; r++) log_eta[row0 + r] = (double)m[r] + log((double)l[r]);
 }
 
-static size_t bwd_work_floats(const AttnDims *d)
+static size_t bwd_work_floats(const AttnDims *d, const AttnDropout *dr)
 {
-    return 2 * line_floats((size_t)ATTN_SM_BQ * ATTN_SM_BK) + line_floats((size_t)d->L) +
+    return line_floats((size_t)ATTN_SM_BQ * ATTN_SM_BK) * (dr ? 3 : 2) + line_floats((size_t)d->L) +
            line_floats((size_t)d->dk * ATTN_SM_BK) + line_floats((size_t)d->dv * ATTN_SM_BK);
 }
 
 /* Backward of one (b*H + h): key blocks outer, query blocks inner, each
  * gradient accumulated into the caller's buffers in that fixed order.  gq,
- * gk, gv may be NULL. */
-static void bwd_head(const AttnDims *d, const float *q, const float *k, const float *v,
-                     const float *y, const float *dy, const float *lse, float *gq, float *gk,
-                     float *gv, int bh, float *work)
+ * gk, gv may be NULL.
+ *
+ * With dropout (multipliers M = keep / (1-p), y = (A o M) v): dv += (A o M)^T dy,
+ * dA = M o (dy v^T), and the softmax backward dS = A o (dA - D) keeps
+ * D_t = sum_s A_ts dA_ts = dy_t . sum_s A_ts M_ts v_s = dy_t . y_t. */
+static void bwd_head(const AttnDims *d, const AttnDropout *dr, const float *q, const float *k,
+                     const float *v, const float *y, const float *dy, const float *lse, float *gq,
+                     float *gk, float *gv, int bh, float *work)
 {
     const int L = d->L, H = d->H, dk = d->dk, dv = d->dv;
     const int ldq = d->ldq, ldv = d->ldv, ldy = d->ldy, b = bh / H, h = bh % H;
@@ -341,6 +365,7 @@ static void bwd_head(const AttnDims *d, const float *q, const float *k, const fl
     float *D = dS + line_floats((size_t)ATTN_SM_BQ * ATTN_SM_BK);
     float *KT = D + line_floats((size_t)L);
     float *VT = KT + line_floats((size_t)dk * ATTN_SM_BK);
+    float *M = VT + line_floats((size_t)dv * ATTN_SM_BK); /* dropout multipliers (dr only) */
 
     attn_sm_rowdot(dYh, ldy, y + oy, ldy, L, dv, D);
     for (int k0 = 0; k0 < L; k0 += ATTN_SM_BK) {
@@ -358,17 +383,37 @@ static void bwd_head(const AttnDims *d, const float *q, const float *k, const fl
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, nk, dk, d->scale, Qb, ldq, KT,
                         ATTN_SM_BK, 0.0f, P, ATTN_SM_BK);
             attn_sm_bwd_probs(P, ATTN_SM_BK, nq, nk, q0 - k0, lse_h + q0);
-            if (gv)
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, dv, nq, 1.0f, P, ATTN_SM_BK,
+            if (dr) attn_drop_mult(dr, drop_index(d, bh, q0, k0), (uint64_t)L, nq, nk, q0 - k0, M, ATTN_SM_BK);
+            if (gv) {
+                const float *Pd = P;
+                if (dr) { /* the dropped probabilities A o M, in dS until dS is computed */
+                    for (int r = 0; r < nq; r++) {
+                        const float *p = P + (size_t)r * ATTN_SM_BK, *mr = M + (size_t)r * ATTN_SM_BK;
+                        float *pd = dS + (size_t)r * ATTN_SM_BK;
+                        for (int c = 0; c < nk; c++) pd[c] = p[c] * mr[c];
+                    }
+                    Pd = dS;
+                }
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, dv, nq, 1.0f, Pd, ATTN_SM_BK,
                             dYb, ldy, 1.0f, gv + ov + (size_t)k0 * ldv, ldv);
+            }
             if (!gq && !gk) continue;
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, nk, dv, 1.0f, dYb, ldy, VT,
                         ATTN_SM_BK, 0.0f, dS, ATTN_SM_BK);
-            for (int r = 0; r < nq; r++) {
-                const float Dr = D[q0 + r];
-                const float *p = P + (size_t)r * ATTN_SM_BK;
-                float *ds = dS + (size_t)r * ATTN_SM_BK;
-                for (int c = 0; c < nk; c++) ds[c] = p[c] * (ds[c] - Dr);
+            if (dr) {
+                for (int r = 0; r < nq; r++) {
+                    const float Dr = D[q0 + r];
+                    const float *p = P + (size_t)r * ATTN_SM_BK, *mr = M + (size_t)r * ATTN_SM_BK;
+                    float *ds = dS + (size_t)r * ATTN_SM_BK;
+                    for (int c = 0; c < nk; c++) ds[c] = p[c] * (mr[c] * ds[c] - Dr);
+                }
+            } else {
+                for (int r = 0; r < nq; r++) {
+                    const float Dr = D[q0 + r];
+                    const float *p = P + (size_t)r * ATTN_SM_BK;
+                    float *ds = dS + (size_t)r * ATTN_SM_BK;
+                    for (int c = 0; c < nk; c++) ds[c] = p[c] * (ds[c] - Dr);
+                }
             }
             if (gk)
                 cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, dk, nq, d->scale, dS,
@@ -380,22 +425,15 @@ static void bwd_head(const AttnDims *d, const float *q, const float *k, const fl
     }
 }
 
-static AttnDims dims_of(const Tensor *q, const Tensor *v, int H, float scale)
-{
-    return (AttnDims){.B = q->shape[0], .L = q->shape[1], .H = H, .dk = q->shape[2] / H,
-                      .dv = v->shape[2] / H, .ldq = q->shape[2], .ldv = v->shape[2],
-                      .ldy = v->shape[2], .scale = scale};
-}
-
 /* Backward of all (b, h); gq, gk, gv may be NULL.  zero_qkv (packed form,
  * fresh gradient): each (b, h) first zeroes its own columns of q, k and v
  * in the shared gradient (rows of batch b), so no separate zero-fill pass
  * runs over it. */
-static void backward_all(Graph *g, const AttnDims *d, const float *q, const float *k, const float *v,
-                         const float *y, const float *dy, const float *lse, float *gq, float *gk,
-                         float *gv, bool zero_qkv)
+static void backward_all(Graph *g, const AttnDims *d, const AttnDropout *dr, const float *q,
+                         const float *k, const float *v, const float *y, const float *dy,
+                         const float *lse, float *gq, float *gk, float *gv, bool zero_qkv)
 {
-    const size_t per = bwd_work_floats(d);
+    const size_t per = bwd_work_floats(d, dr);
     float *work = graph_scratch(g, (size_t)omp_get_max_threads() * per * sizeof(float));
     const int nbh = d->B * d->H;
 #pragma omp parallel
@@ -413,26 +451,18 @@ static void backward_all(Graph *g, const AttnDims *d, const float *q, const floa
                     memset(gv + rv, 0, (size_t)d->dv * sizeof(float));
                 }
             }
-            bwd_head(d, q, k, v, y, dy, lse, gq, gk, gv, bh, w);
+            bwd_head(d, dr, q, k, v, y, dy, lse, gq, gk, gv, bh, w);
         }
     }
 }
 
-static void causal_softmax_attn_backward(Graph *g, TapeEntry *e)
-{
-    Tensor *q = e->in[0], *k = e->in[1], *v = e->in[2];
-    const AttnDims d = dims_of(q, v, e->iarg[0], e->farg[0]);
-    float *gq = tensor_grad(g, q), *gk = tensor_grad(g, k), *gv = tensor_grad(g, v);
-    backward_all(g, &d, q->data, k->data, v->data, e->out->data, e->out->grad, e->ctx, gq, gk, gv, false);
-}
-
 /* Forward of all (b, h, query block) items into y; lse may be NULL. */
-static void forward_all(Graph *g, const AttnDims *d, const float *q, const float *k, const float *v,
-                        float *y, float *lse, double *log_eta)
+static void forward_all(Graph *g, const AttnDims *d, const AttnDropout *dr, const float *q,
+                        const float *k, const float *v, float *y, float *lse, double *log_eta)
 {
     const int nqb = (d->L + ATTN_SM_BQ - 1) / ATTN_SM_BQ;
     const long n_items = (long)d->B * d->H * nqb;
-    const size_t per = fwd_work_floats(d);
+    const size_t per = fwd_work_floats(d, dr);
     float *work = graph_scratch(g, (size_t)omp_get_max_threads() * per * sizeof(float));
 #pragma omp parallel
     {
@@ -443,13 +473,52 @@ static void forward_all(Graph *g, const AttnDims *d, const float *q, const float
 #pragma omp for schedule(dynamic, 1)
         for (long it = 0; it < n_items; it++) {
             const int bh = (int)(it / nqb), qb = nqb - 1 - (int)(it % nqb);
-            fwd_block(d, q, k, v, y, lse, log_eta, bh, qb * ATTN_SM_BQ, w);
+            fwd_block(d, dr, q, k, v, y, lse, log_eta, bh, qb * ATTN_SM_BQ, w);
         }
     }
 }
 
+/* The dropout of one call: NULL when inactive (evaluation mode or p = 0);
+ * otherwise it takes the step's next dropout-op index. */
+static const AttnDropout *dropout_of(Graph *g, const char *name, float p, AttnDropout *dr)
+{
+    if (!(p >= 0.0f && p < 1.0f)) {
+        fprintf(stderr, "seqeig: %s: dropout probability p = %g must be in [0, 1)\n", name, (double)p);
+        abort();
+    }
+    if (!g->training || p == 0.0f) return NULL;
+    *dr = (AttnDropout){.key = g->dropout_seed, .step = (uint32_t)g->step, .op = g->n_dropout++, .p = p};
+    return dr;
+}
+
+/* What the backward needs: the shapes, the saved log-sum-exp and the
+ * dropout (has_drop: drop is valid). */
+typedef struct AttnCtx {
+    AttnDims d;
+    const float *lse;
+    AttnDropout drop;
+    bool has_drop;
+} AttnCtx;
+
+static AttnCtx *save_ctx(Graph *g, const AttnDims *d, const float *lse, const AttnDropout *dr)
+{
+    AttnCtx *c = graph_scratch(g, sizeof *c);
+    *c = (AttnCtx){.d = *d, .lse = lse, .has_drop = dr != NULL};
+    if (dr) c->drop = *dr;
+    return c;
+}
+
+static void causal_softmax_attn_backward(Graph *g, TapeEntry *e)
+{
+    Tensor *q = e->in[0], *k = e->in[1], *v = e->in[2];
+    const AttnCtx *c = e->ctx;
+    float *gq = tensor_grad(g, q), *gk = tensor_grad(g, k), *gv = tensor_grad(g, v);
+    backward_all(g, &c->d, c->has_drop ? &c->drop : NULL, q->data, k->data, v->data, e->out->data,
+                 e->out->grad, c->lse, gq, gk, gv, false);
+}
+
 Tensor *op_causal_softmax_attn(Graph *g, Tensor *q, Tensor *k, Tensor *v, int H, float scale,
-                               double *log_eta)
+                               float dropout, double *log_eta)
 {
     static const char *name = "causal_softmax_attn";
     if (q->ndim != 3 || !tensor_same_shape(q, k)) op_shape_error(name, "q and k must be equal (B, L, H*dk)", q, k);
@@ -457,33 +526,30 @@ Tensor *op_causal_softmax_attn(Graph *g, Tensor *q, Tensor *k, Tensor *v, int H,
         op_shape_error(name, "v must be (B, L, H*dv) with the B, L of q", q, v);
     if (H < 1 || q->shape[2] % H != 0 || v->shape[2] % H != 0)
         op_shape_error(name, "H must divide the widths of q and v", q, v);
-    const AttnDims d = dims_of(q, v, H, scale);
+    const AttnDims d = {.B = q->shape[0], .L = q->shape[1], .H = H, .dk = q->shape[2] / H,
+                        .dv = v->shape[2] / H, .ldq = q->shape[2], .ldv = v->shape[2],
+                        .ldy = v->shape[2], .scale = scale};
+    AttnDropout drop;
+    const AttnDropout *dr = dropout_of(g, name, dropout, &drop);
 
     Tensor *y = tensor_new(g, 3, v->shape);
     const bool record = graph_wants_grad(g, q, k, v, NULL);
     float *lse = record ? graph_scratch(g, (size_t)d.B * d.H * d.L * sizeof(float)) : NULL;
-    forward_all(g, &d, q->data, k->data, v->data, y->data, lse, log_eta);
+    forward_all(g, &d, dr, q->data, k->data, v->data, y->data, lse, log_eta);
 
     if (record) {
         TapeEntry *e = graph_record(g, name, causal_softmax_attn_backward, y, q, k, v, NULL);
-        e->ctx = lse;
-        e->iarg[0] = H;
-        e->farg[0] = scale;
+        e->ctx = save_ctx(g, &d, lse, dr);
     }
     return y;
 }
 
 /* ------------------------------------------------------------ packed q|k|v */
 
-typedef struct PackedCtx {
-    AttnDims d;
-    const float *lse;
-} PackedCtx;
-
 static void causal_softmax_attn_qkv_backward(Graph *g, TapeEntry *e)
 {
     Tensor *qkv = e->in[0];
-    const PackedCtx *c = e->ctx;
+    const AttnCtx *c = e->ctx;
     const AttnDims *d = &c->d;
     bool fresh;
     float *gp = tensor_grad_fresh(g, qkv, &fresh);
@@ -494,12 +560,12 @@ static void causal_softmax_attn_qkv_backward(Graph *g, TapeEntry *e)
         for (size_t r = 0; r < rows; r++) memset(gp + r * ldp + used, 0, (ldp - used) * sizeof(float));
     }
     const size_t kof = (size_t)d->H * d->dk, vof = 2 * kof;
-    backward_all(g, d, qkv->data, qkv->data + kof, qkv->data + vof, e->out->data, e->out->grad, c->lse, gp,
-                 gp + kof, gp + vof, fresh);
+    backward_all(g, d, c->has_drop ? &c->drop : NULL, qkv->data, qkv->data + kof, qkv->data + vof,
+                 e->out->data, e->out->grad, c->lse, gp, gp + kof, gp + vof, fresh);
 }
 
 Tensor *op_causal_softmax_attn_qkv(Graph *g, Tensor *qkv, int dqk, int dv, int H, float scale,
-                                   double *log_eta)
+                                   float dropout, double *log_eta)
 {
     static const char *name = "causal_softmax_attn_qkv";
     if (qkv->ndim != 3 || dqk < 1 || dv < 1 || 2 * dqk + dv > qkv->shape[2])
@@ -507,15 +573,15 @@ Tensor *op_causal_softmax_attn_qkv(Graph *g, Tensor *qkv, int dqk, int dv, int H
     if (H < 1 || dqk % H != 0 || dv % H != 0) op_shape_error(name, "H must divide dqk and dv", qkv, NULL);
     const AttnDims d = {.B = qkv->shape[0], .L = qkv->shape[1], .H = H, .dk = dqk / H, .dv = dv / H,
                         .ldq = qkv->shape[2], .ldv = qkv->shape[2], .ldy = dv, .scale = scale};
+    AttnDropout drop;
+    const AttnDropout *dr = dropout_of(g, name, dropout, &drop);
     Tensor *y = tensor_new(g, 3, (int[]){d.B, d.L, dv});
     const bool record = graph_wants_grad(g, qkv, NULL, NULL, NULL);
     float *lse = record ? graph_scratch(g, (size_t)d.B * d.H * d.L * sizeof(float)) : NULL;
-    forward_all(g, &d, qkv->data, qkv->data + dqk, qkv->data + 2 * dqk, y->data, lse, log_eta);
+    forward_all(g, &d, dr, qkv->data, qkv->data + dqk, qkv->data + 2 * dqk, y->data, lse, log_eta);
     if (record) {
         TapeEntry *e = graph_record(g, name, causal_softmax_attn_qkv_backward, y, qkv, NULL, NULL, NULL);
-        PackedCtx *c = graph_scratch(g, sizeof *c);
-        *c = (PackedCtx){.d = d, .lse = lse};
-        e->ctx = c;
+        e->ctx = save_ctx(g, &d, lse, dr);
     }
     return y;
 }

@@ -18,13 +18,25 @@
  * Memory: per thread a few tiles (forward: ATTN_SM_BQ x (ATTN_SM_BK + dv)
  * plus a transposed key tile dk x ATTN_SM_BK; backward: 2 ATTN_SM_BQ x
  * ATTN_SM_BK, the transposed key and value tiles and L floats), whatever L
- * is; plus the saved (B, H, L) float32 log-sum-exp when recording.
+ * is; plus the saved (B, H, L) float32 log-sum-exp when recording.  With
+ * dropout, one more ATTN_SM_BQ x ATTN_SM_BK tile (the mask multipliers).
  *
  * Threads: the forward runs (b, h, query block) items in parallel; the
  * backward runs one (b, h) per thread with a fixed loop order inside
  * (key blocks outer, query blocks inner), so every result is bit-identical
  * for any OpenMP thread count.  The backward therefore uses at most B*H
- * threads. */
+ * threads.
+ *
+ * Attention dropout (the reference's Dropout(att_dropout) on the attention
+ * matrix, STUDY 1.2): with probability p > 0 in training mode,
+ *
+ *     y_t = sum_s A_ts M_ts v_s,   M_ts = keep_ts / (1 - p)
+ *
+ * where A is the un-dropped softmax (its normaliser, lse and log_eta ignore
+ * the mask).  The mask of element ((b*H + h)*L + t)*L + s is drawn per tile
+ * in the forward and drawn again in the backward (attn_dropout.h), never
+ * stored.  The backward uses dv += (A o M)^T dy and dS = A o (M o (dy v^T) - D)
+ * with the same D_t = dy_t . y_t as without dropout. */
 #ifndef SEQEIG_ATTN_SOFTMAX_H
 #define SEQEIG_ATTN_SOFTMAX_H
 
@@ -43,6 +55,14 @@
  * concatenated: y[b, t, h*dv + j].  dk and dv may differ.  `scale` is
  * usually 1/sqrt(dk).
  *
+ * dropout: probability p in [0, 1) (aborts otherwise) of the inverted
+ * dropout on the attention probabilities.  Active only when g->training and
+ * p > 0; it then takes the step's next dropout-op index (g->n_dropout++,
+ * the counter op_dropout uses) and the mask is a pure function of
+ * (g->dropout_seed, g->step, that index, element index).  Unlike op_dropout,
+ * p = 0 takes no index: p = 0 or evaluation mode is exactly the plain
+ * attention (the same bits, and the later dropout ops keep their indices).
+ *
  * log_eta: NULL, or a caller-owned (B, H, L) float64 array that receives
  * log eta_t = log sum_{s<=t} exp(scale q_t.k_s) (the row log-sum-exp of this
  * very forward pass), indexed [(b*H + h)*L + t].  The softmax-attention
@@ -51,16 +71,16 @@
  * Records a tape entry when q, k or v requires grad; the backward
  * accumulates (+=) into the gradients of those that do. */
 Tensor *op_causal_softmax_attn(Graph *g, Tensor *q, Tensor *k, Tensor *v, int H, float scale,
-                               double *log_eta);
+                               float dropout, double *log_eta);
 
 /* The same on q, k, v packed in the columns of one tensor, as a fused
  * projection produces them: q = qkv[..., 0:dqk], k = qkv[..., dqk:2 dqk],
  * v = qkv[..., 2 dqk:2 dqk + dv] (qkv may have more columns, which get no
  * gradient).  The kernels read and write these column windows in place,
- * so no slice is copied; same values as op_causal_softmax_attn on the
- * three slices. */
+ * so no slice is copied; same values (and the same dropout mask) as
+ * op_causal_softmax_attn on the three slices. */
 Tensor *op_causal_softmax_attn_qkv(Graph *g, Tensor *qkv, int dqk, int dv, int H, float scale,
-                                   double *log_eta);
+                                   float dropout, double *log_eta);
 
 /* ---- tile kernels (exposed for the tests; scalar reference + AVX2) ----
  *

@@ -36,6 +36,7 @@ void model_config_defaults(ModelConfig *c, ModelKind kind)
 
     /* transformer: MQAR configs (STUDY 5.2) */
     c->dropout = kind == MODEL_MAMBA2 ? 0.0f : 0.1f;
+    c->att_dropout = 0.0f;
     c->max_pos_embed = (kind == MODEL_SM_ATTENTION || kind == MODEL_LIN_ATTENTION) ? 512 : 0;
     c->mixer = MIXER_NONE;
     c->use_gate = false;
@@ -72,6 +73,8 @@ int model_config_check(const ModelConfig *c, char *err, size_t errlen)
     if (c->num_layers <= 0) FAIL("num_layers = %d: must be > 0", c->num_layers);
     if (!(c->dropout >= 0.0f && c->dropout < 1.0f))
         FAIL("dropout = %g: must lie in [0, 1)", (double)c->dropout);
+    if (!(c->att_dropout >= 0.0f && c->att_dropout < 1.0f))
+        FAIL("att_dropout = %g: must lie in [0, 1)", (double)c->att_dropout);
     if (c->head != HEAD_LM && c->head != HEAD_CLASSIFIER) FAIL("head: unknown head kind %d", (int)c->head);
     if (c->mixer_dim < 0) FAIL("mixer_dim = %d: must be >= 0", c->mixer_dim);
     if (c->hidden_dim % c->num_heads != 0)

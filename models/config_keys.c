@@ -80,9 +80,6 @@ int model_keys_to_config(const Config *c, ModelConfig *mc, char *err, size_t err
     model_config_defaults(mc, kind);
 
     /* Settings seqeig does not implement are refused, not silently changed. */
-    if (config_double(c, "model.att_dropout") != 0.0)
-        FAIL("%s: model.att_dropout = %g: attention-weight dropout is not implemented (use 0)",
-             config_where(c, "model.att_dropout", where, sizeof where), config_double(c, "model.att_dropout"));
     /* Each family has its own key for "float inputs through Linear(input_dim, d)";
      * the other family's key set to false would be silently ignored by the
      * reference, so it is refused here. */
@@ -114,6 +111,8 @@ int model_keys_to_config(const Config *c, ModelConfig *mc, char *err, size_t err
     mc->num_heads = config_int(c, "model.num_heads");
     mc->num_layers = config_int(c, "model.num_layers");
     mc->dropout = (float)config_double(c, "model.dropout");
+    /* The reference Mamba has no att_dropout; Mamba-2 ignores it. */
+    mc->att_dropout = (float)config_double(c, "model.att_dropout");
     /* The reference Mamba model classifies whenever it pools (its configs
      * say `pooling: "mean"` without `classifier:`); the transformer reads
      * `classifier`.  seqeig's pooling default is "mean", so for Mamba-2

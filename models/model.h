@@ -34,6 +34,8 @@ typedef struct ModelConfig {
     int num_heads;       /* H */
     int num_layers;
     float dropout;
+    float att_dropout;   /* attention dropout (transformer only): softmax on the probabilities,
+                          * linear / norm on the attention output; 0 = none */
     HeadKind head;
     int mixer_dim;       /* transformer MLP width and classifier-head width (0: no classifier MLP) */
 

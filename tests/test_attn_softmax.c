@@ -154,7 +154,7 @@ START_TEST(test_forward_and_log_eta_match_double_reference)
         Graph g;
         graph_init(&g, 0, 1);
         graph_begin(&g, 0, false, false);
-        Tensor *y = op_causal_softmax_attn(&g, in.q, in.k, in.v, s.H, scale_of(&s), eta);
+        Tensor *y = op_causal_softmax_attn(&g, in.q, in.k, in.v, s.H, scale_of(&s), 0.0f, eta);
         ck_assert_int_eq(y->ndim, 3);
         ck_assert_int_eq(y->shape[2], s.H * s.dv);
         ck_assert_int_eq((int)g.n_entries, 0); /* grad disabled: nothing recorded */
@@ -187,7 +187,7 @@ START_TEST(test_large_scores_stay_finite_and_match_reference)
     Graph g;
     graph_init(&g, 0, 1);
     graph_begin(&g, 0, true, true);
-    Tensor *y = op_causal_softmax_attn(&g, in.q, in.k, in.v, s.H, scale_of(&s), eta);
+    Tensor *y = op_causal_softmax_attn(&g, in.q, in.k, in.v, s.H, scale_of(&s), 0.0f, eta);
     graph_backward_from(&g, y, dy);
     for (size_t j = 0; j < nv; j++) ck_assert(isfinite(y->data[j]) && isfinite(in.v->grad[j]));
     for (size_t j = 0; j < nq; j++) ck_assert(isfinite(in.q->grad[j]) && isfinite(in.k->grad[j]));
@@ -219,14 +219,14 @@ typedef struct Ctx {
 static Tensor *fwd_attn(Graph *g, Tensor **in, void *ctx)
 {
     const Ctx *c = ctx;
-    return op_causal_softmax_attn(g, in[0], in[1], in[2], c->H, c->scale, NULL);
+    return op_causal_softmax_attn(g, in[0], in[1], in[2], c->H, c->scale, 0.0f, NULL);
 }
 
 /* q and k are the same tensor: the two roles' gradients must add up */
 static Tensor *fwd_attn_shared_qk(Graph *g, Tensor **in, void *ctx)
 {
     const Ctx *c = ctx;
-    return op_causal_softmax_attn(g, in[0], in[0], in[1], c->H, c->scale, NULL);
+    return op_causal_softmax_attn(g, in[0], in[0], in[1], c->H, c->scale, 0.0f, NULL);
 }
 
 START_TEST(test_gradients_match_finite_differences)
@@ -277,7 +277,7 @@ START_TEST(test_backward_matches_double_reference)
         Graph g;
         graph_init(&g, 0, 1);
         graph_begin(&g, 0, true, true);
-        Tensor *y = op_causal_softmax_attn(&g, in.q, in.k, in.v, s.H, scale_of(&s), NULL);
+        Tensor *y = op_causal_softmax_attn(&g, in.q, in.k, in.v, s.H, scale_of(&s), 0.0f, NULL);
         graph_backward_from(&g, y, dy);
         ck_assert((in.q->grad != NULL) == (mask & 1));
         ck_assert((in.k->grad != NULL) == ((mask >> 1) & 1));
@@ -305,7 +305,7 @@ static void run_with_threads(Inputs *in, int threads, const float *dy, float *y,
     Graph g;
     graph_init(&g, 0, 1);
     graph_begin(&g, 0, true, true);
-    Tensor *out = op_causal_softmax_attn(&g, in->q, in->k, in->v, s.H, scale_of(&s), eta);
+    Tensor *out = op_causal_softmax_attn(&g, in->q, in->k, in->v, s.H, scale_of(&s), 0.0f, eta);
     graph_backward_from(&g, out, dy);
     memcpy(y, out->data, out->numel * sizeof *y);
     memcpy(gq, in->q->grad, in->q->numel * sizeof *gq);
@@ -367,11 +367,11 @@ static void run_packed(Shape s, int extra, int packed, int also_slice, const flo
     const float sc = scale_of(&s);
     Tensor *out;
     if (packed) {
-        out = op_causal_softmax_attn_qkv(&g, qkv, dqk, dv, s.H, sc, eta);
+        out = op_causal_softmax_attn_qkv(&g, qkv, dqk, dv, s.H, sc, 0.0f, eta);
     } else {
         Tensor *q = op_slice_cols(&g, qkv, 0, dqk), *k = op_slice_cols(&g, qkv, dqk, dqk);
         Tensor *v = op_slice_cols(&g, qkv, 2 * dqk, dv);
-        out = op_causal_softmax_attn(&g, q, k, v, s.H, sc, eta);
+        out = op_causal_softmax_attn(&g, q, k, v, s.H, sc, 0.0f, eta);
     }
     if (also_slice) out = op_add(&g, out, op_slice_cols(&g, qkv, dqk, dv));
     memcpy(y, out->data, out->numel * 4);

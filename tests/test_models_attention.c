@@ -820,15 +820,73 @@ START_TEST(test_dropout_changes_training_output_but_not_eval_output)
 }
 END_TEST
 
+/* Attention dropout (att_dropout: softmax on the probabilities, linear and
+ * norm on the attention output) is active in training only, and
+ * att_dropout = 0 changes nothing, in training either. */
+START_TEST(test_att_dropout_changes_training_output_but_not_eval_output)
+{
+    const int vs[] = {0, 1, 2, 5, 9};
+    for (int k = 0; k < 5; k++) {
+        ModelConfig c = variant_config(&VARIANTS[vs[k]]);
+        Model m0, m1;
+        create_model(&m0, &c, 5);
+        c.att_dropout = 0.3f;
+        create_model(&m1, &c, 5);
+        TestBatch tb;
+        make_batch(&tb, &c, TB, TL, true, 6);
+        const size_t n = (size_t)n_out_rows(&m0, &tb.b) * c.output_dim;
+        float *e0 = run(&m0, &tb, false, false, 0, NULL, NULL), *e1 = run(&m1, &tb, false, false, 0, NULL, NULL);
+        float *t0 = run(&m0, &tb, true, false, 0, NULL, NULL), *t1 = run(&m1, &tb, true, false, 0, NULL, NULL);
+        float *t1b = run(&m1, &tb, true, false, 1, NULL, NULL);
+        const char *nm = VARIANTS[vs[k]].name;
+        ck_assert_msg(memcmp(e0, e1, n * sizeof(float)) == 0, "%s: eval changed", nm);
+        ck_assert_msg(memcmp(e0, t0, n * sizeof(float)) == 0, "%s: att_dropout 0 changed training", nm);
+        ck_assert_msg(memcmp(e1, t1, n * sizeof(float)) != 0, "%s: training unchanged", nm);
+        ck_assert_msg(memcmp(t1, t1b, n * sizeof(float)) != 0, "%s: same mask in another step", nm);
+        free(e0), free(e1), free(t0), free(t1), free(t1b);
+        free_batch(&tb);
+        model_free(&m0), model_free(&m1);
+    }
+}
+END_TEST
+
+/* Every parameter gradient through the whole model in training mode with
+ * att_dropout > 0 (and the other dropout 0): gradcheck runs all passes at
+ * the same step, so the masks are fixed.  Tolerances as in the test
+ * without dropout. */
+START_TEST(test_gradients_with_att_dropout_match_finite_differences)
+{
+    const GradcheckOpts o = {.eps = 3e-3, .atol = 5e-5, .rtol = 1e-2, .max_probe = 0, .training = true};
+    const int vs[] = {0, 2, 5};
+    for (int k = 0; k < 3; k++) {
+        ModelConfig c = variant_config(&VARIANTS[vs[k]]);
+        c.att_dropout = 0.3f;
+        Model m;
+        create_model(&m, &c, 700 + k);
+        TestBatch tb;
+        make_batch(&tb, &c, TB, TL, false, 70 + k);
+        Tensor **in = malloc(sizeof(Tensor *) * m.params.n);
+        for (int i = 0; i < m.params.n; i++) in[i] = &m.params.items[i]->t;
+        GcCtx ctx = {&m, &tb};
+        ck_assert_msg(gradcheck(VARIANTS[vs[k]].name, gc_loss, &ctx, in, m.params.n, o), "%s", VARIANTS[vs[k]].name);
+        free(in);
+        free_batch(&tb);
+        model_free(&m);
+    }
+}
+END_TEST
+
 /* Forward, loss, spectra and every parameter gradient are bit-identical
- * with 1 and 2 threads (training mode with dropout, sizes that split into
- * several linear-attention chunks and softmax tiles). */
+ * with 1 and 2 threads (training mode with dropout and attention dropout,
+ * sizes that split into several linear-attention chunks and softmax
+ * tiles). */
 START_TEST(test_forward_backward_bit_identical_for_1_and_2_threads)
 {
     const int vs[] = {1, 4, 5, 12};
     for (int k = 0; k < 4; k++) {
         ModelConfig c = variant_config(&VARIANTS[vs[k]]);
         c.hidden_dim = 16, c.state_dim = 16, c.dropout = 0.1f, c.max_pos_embed = c.max_pos_embed ? 100 : 0;
+        c.att_dropout = 0.1f;
         if (c.head == HEAD_CLASSIFIER && c.mixer_dim == 0) c.output_dim = 16;
         const int B = 3, L = 90;
         Model m;
@@ -892,6 +950,11 @@ START_TEST(test_config_check_errors_name_the_key)
     c.dropout = 1.0f;
     expect_config_error(&c, "dropout");
     model_config_defaults(&c, MODEL_LIN_ATTENTION);
+    c.att_dropout = -0.1f;
+    expect_config_error(&c, "att_dropout");
+    c.att_dropout = 1.0f;
+    expect_config_error(&c, "att_dropout");
+    model_config_defaults(&c, MODEL_LIN_ATTENTION);
     c.num_layers = 0;
     expect_config_error(&c, "num_layers");
     model_config_defaults(&c, MODEL_NORM_ATTENTION);
@@ -936,6 +999,8 @@ Suite *suite_models_attention(void)
     tcase_add_test(tc, test_lm_rows_equal_rows_of_full_output);
     tcase_add_test(tc, test_classifier_ignores_padded_positions);
     tcase_add_test(tc, test_dropout_changes_training_output_but_not_eval_output);
+    tcase_add_test(tc, test_att_dropout_changes_training_output_but_not_eval_output);
+    tcase_add_test(tc, test_gradients_with_att_dropout_match_finite_differences);
     tcase_add_test(tc, test_forward_backward_bit_identical_for_1_and_2_threads);
     tcase_add_test(tc, test_config_check_errors_name_the_key);
     suite_add_tcase(s, tc);

@@ -142,8 +142,10 @@ def test_config_errors(d):
                            "train.eval_batch_size = -1: must be >= 0"),
         "bad_model": (base.replace("  num_heads: 2", "  num_heads: 3"), "not divisible by num_heads = 3"),
         "too_long": (base.replace("max_pos_embed: 16", "max_pos_embed: 8"), "max_pos_embed = 8"),
-        "unimplemented": (base.replace("  hidden_dim: 16", "  hidden_dim: 16\n  att_dropout: 0.1"),
-                          "att_dropout = 0.1"),
+        "unimplemented": (base.replace("  hidden_dim: 16", "  hidden_dim: 16\n  dual: true"),
+                          "model.dual = true"),
+        "bad_att_dropout": (base.replace("  hidden_dim: 16", "  hidden_dim: 16\n  att_dropout: 1.0"),
+                            "att_dropout = 1: must lie in [0, 1)"),
         "bad_mqar": (base.replace("num_kv_pairs: 2", "num_kv_pairs: 9"), "dataset"),
     }
     for name, (text, msg) in bad.items():
