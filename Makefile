@@ -100,13 +100,13 @@ test: deps
 	@$(MAKE) --no-print-directory test-report
 	@$(MAKE) --no-print-directory test-e2e
 
-# make experiment TASK=mqar SEEDS=5 [PRESET=small|paper] [MODELS="a b"] [JOBS=n]
+# make experiment TASK=mqar SEEDS=5 [PRESET=small|paper] [MODELS="a b"] [JOBS=n] [DATA=dir]
 TASK ?= mqar
 SEEDS ?= 5
 PRESET ?= small
 experiment: deps
 	@$(MAKE) --no-print-directory all
-	@bash scripts/experiment.sh "$(TASK)" "$(SEEDS)" "$(PRESET)" "$(MODELS)" "$(JOBS)"
+	@bash scripts/experiment.sh "$(TASK)" "$(SEEDS)" "$(PRESET)" "$(MODELS)" "$(JOBS)" "$(DATA)"
 
 test-c: $(TEST_BIN) $(BIN)
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} $(TEST_BIN)

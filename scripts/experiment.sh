@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# make experiment TASK=<task> SEEDS=<n> [PRESET=small] [MODELS="..."] [JOBS=j]
+# make experiment TASK=<task> SEEDS=<n> [PRESET=small] [MODELS="..."] [JOBS=j] [DATA=dir]
 #
 # Trains every model of experiments/<task>/<preset>/ (one YAML per model)
 # for the first n seeds of 1919 2222 2929 1717 1005 1006 ... (1000 + the
@@ -9,15 +9,18 @@
 #   - a finished run (completed / stopped_early) is skipped;
 #   - an unfinished one (killed, interrupted) is resumed from its checkpoint;
 #   - JOBS runs train at once, each with (cores / JOBS) threads.
+#   - DATA: the directory of your copy of a dataset the task reads from
+#     files (cifar, imdb), passed to every run as dataset.data_dir.
 # Extra arguments for every `seqeig train` can be given in TRAIN_ARGS
 # (e.g. TRAIN_ARGS="--set train.total_steps=20" for a smoke test).
 set -uo pipefail
 
-TASK=${1:?usage: experiment.sh TASK SEEDS [PRESET] [MODELS] [JOBS]}
-SEEDS=${2:?usage: experiment.sh TASK SEEDS [PRESET] [MODELS] [JOBS]}
+TASK=${1:?usage: experiment.sh TASK SEEDS [PRESET] [MODELS] [JOBS] [DATA]}
+SEEDS=${2:?usage: experiment.sh TASK SEEDS [PRESET] [MODELS] [JOBS] [DATA]}
 PRESET=${3:-small}
 MODELS=${4:-}
 JOBS=${5:-}
+DATA=${6:-}
 RESULTS=${RESULTS:-results}
 SEQEIG=${SEQEIG:-build/seqeig}
 PYTHON=${PYTHON:-/usr/bin/python3}
@@ -44,6 +47,24 @@ fi
 for m in $MODELS; do
     [ -f "$cfgdir/$m.yaml" ] || die "no config $cfgdir/$m.yaml (models: $(ls $cfgdir/*.yaml | xargs -n1 basename | sed 's/.yaml$//' | tr '\n' ' '))"
 done
+
+# Tasks read from the user's files need to know where they are.
+if [ -n "$DATA" ]; then
+    [ -d "$DATA" ] || die "DATA=$DATA: not a directory"
+    TRAIN_ARGS="--set dataset.data_dir=$DATA $TRAIN_ARGS"
+else
+    for m in $MODELS; do
+        if grep -q '_name_: *"\{0,1\}\(cifar\|imdb\)' "$cfgdir/$m.yaml" && ! grep -q '^ *data_dir:' "$cfgdir/$m.yaml" \
+            && [[ "$TRAIN_ARGS" != *dataset.data_dir=* ]]; then
+            case "$TASK" in
+                cifar) hint="the CIFAR-10 binary version (data_batch_1.bin .. test_batch.bin)" ;;
+                imdb) hint="the directory holding aclImdb/" ;;
+                *) hint="the task's data" ;;
+            esac
+            die "task '$TASK' reads your copy of its data: give DATA=/path/to/it ($hint; nothing is downloaded, see docs/tasks.md)"
+        fi
+    done
+fi
 
 cores=$(nproc)
 if [ -z "$JOBS" ]; then
