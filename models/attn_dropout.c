@@ -9,6 +9,7 @@
  * turns the words into multipliers 8 at a time. */
 #include "attn_dropout.h"
 
+#include "../src/philox_avx2.h"
 #include "../src/rng.h"
 
 static inline float keep_scale(float p) { return 1.0f / (1.0f - p); }
@@ -49,66 +50,16 @@ void attn_drop_mult_scalar(const AttnDropout *dr, uint64_t i0, uint64_t row_step
 
 /* -------------------------------------------------------------------- AVX2 */
 #if SIMD_AVX2
-/* Philox4x32-10 constants (Salmon et al., SC'11), as in src/rng.c. */
-#define PHILOX_M0 0xD2511F53u
-#define PHILOX_M1 0xCD9E8D57u
-#define PHILOX_W0 0x9E3779B9u
-#define PHILOX_W1 0xBB67AE85u
-
-/* Low and high 32 bits of the 8 lane products a * m. */
-static inline void mulhilo8(__m256i a, __m256i m, __m256i *lo, __m256i *hi)
-{
-    const __m256i even = _mm256_mul_epu32(a, m);                       /* lanes 0, 2, 4, 6 */
-    const __m256i odd = _mm256_mul_epu32(_mm256_srli_epi64(a, 32), m); /* lanes 1, 3, 5, 7 */
-    *lo = _mm256_blend_epi32(even, _mm256_slli_epi64(odd, 32), 0xAA);
-    *hi = _mm256_blend_epi32(_mm256_srli_epi64(even, 32), odd, 0xAA);
-}
-
-/* Words of 8 counters (lane j = counter j) stored in counter order:
- * counter j's 4 words go to out[4j .. 4j+3]. */
-static inline void store_words8(__m256i c0, __m256i c1, __m256i c2, __m256i c3, uint32_t *out)
-{
-    const __m256i t0 = _mm256_unpacklo_epi32(c0, c1), t1 = _mm256_unpackhi_epi32(c0, c1);
-    const __m256i t2 = _mm256_unpacklo_epi32(c2, c3), t3 = _mm256_unpackhi_epi32(c2, c3);
-    const __m256i u0 = _mm256_unpacklo_epi64(t0, t2); /* counters 0 | 4 */
-    const __m256i u1 = _mm256_unpackhi_epi64(t0, t2); /* counters 1 | 5 */
-    const __m256i u2 = _mm256_unpacklo_epi64(t1, t3); /* counters 2 | 6 */
-    const __m256i u3 = _mm256_unpackhi_epi64(t1, t3); /* counters 3 | 7 */
-    _mm256_storeu_si256((__m256i *)out, _mm256_permute2x128_si256(u0, u1, 0x20));
-    _mm256_storeu_si256((__m256i *)(out + 8), _mm256_permute2x128_si256(u2, u3, 0x20));
-    _mm256_storeu_si256((__m256i *)(out + 16), _mm256_permute2x128_si256(u0, u1, 0x31));
-    _mm256_storeu_si256((__m256i *)(out + 24), _mm256_permute2x128_si256(u2, u3, 0x31));
-}
-
 /* Philox blocks of the 16 counters {lo[j], hi[j], step, op}, j < 16, into
  * out[4j .. 4j+3]. */
 static void philox16_lanes(const uint32_t *lo, const uint32_t *hi, uint32_t step, uint32_t op,
                            const uint32_t key[2], uint32_t *out)
 {
-    __m256i a0 = _mm256_loadu_si256((const __m256i *)lo), b0 = _mm256_loadu_si256((const __m256i *)(lo + 8));
-    __m256i a1 = _mm256_loadu_si256((const __m256i *)hi), b1 = _mm256_loadu_si256((const __m256i *)(hi + 8));
-    __m256i a2 = _mm256_set1_epi32((int)step), b2 = a2;
-    __m256i a3 = _mm256_set1_epi32((int)op), b3 = a3;
-    __m256i k0 = _mm256_set1_epi32((int)key[0]), k1 = _mm256_set1_epi32((int)key[1]);
-    const __m256i m0 = _mm256_set1_epi32((int)PHILOX_M0), m1 = _mm256_set1_epi32((int)PHILOX_M1);
-    const __m256i w0 = _mm256_set1_epi32((int)PHILOX_W0), w1 = _mm256_set1_epi32((int)PHILOX_W1);
-    for (int round = 0; round < 10; round++) {
-        __m256i alo0, ahi0, alo1, ahi1, blo0, bhi0, blo1, bhi1;
-        mulhilo8(a0, m0, &alo0, &ahi0);
-        mulhilo8(b0, m0, &blo0, &bhi0);
-        mulhilo8(a2, m1, &alo1, &ahi1);
-        mulhilo8(b2, m1, &blo1, &bhi1);
-        a0 = _mm256_xor_si256(_mm256_xor_si256(ahi1, a1), k0);
-        b0 = _mm256_xor_si256(_mm256_xor_si256(bhi1, b1), k0);
-        a1 = alo1, b1 = blo1;
-        a2 = _mm256_xor_si256(_mm256_xor_si256(ahi0, a3), k1);
-        b2 = _mm256_xor_si256(_mm256_xor_si256(bhi0, b3), k1);
-        a3 = alo0, b3 = blo0;
-        k0 = _mm256_add_epi32(k0, w0);
-        k1 = _mm256_add_epi32(k1, w1);
-    }
-    store_words8(a0, a1, a2, a3, out);
-    store_words8(b0, b1, b2, b3, out + 32);
+    __m256i e[8];
+    philox16_avx2(_mm256_loadu_si256((const __m256i *)lo), _mm256_loadu_si256((const __m256i *)hi),
+                  _mm256_loadu_si256((const __m256i *)(lo + 8)), _mm256_loadu_si256((const __m256i *)(hi + 8)), step,
+                  op, key, e);
+    for (int q = 0; q < 8; q++) _mm256_storeu_si256((__m256i *)(out + 8 * q), e[q]);
 }
 
 /* Counters collected before Philox runs on them; a row segment of at most

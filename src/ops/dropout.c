@@ -15,6 +15,7 @@
 #include <stdlib.h>
 
 #include "../ops.h"
+#include "../philox_avx2.h"
 #include "../rng.h"
 #include "k_seq.h"
 
@@ -59,71 +60,18 @@ void k_dropout_bwd_scalar(const float *dy, float *dx, size_t n, uint64_t key, ui
 /* ------------------------------------------------------------------ AVX2 */
 
 #if SIMD_AVX2
-/* Philox4x32-10 constants (Salmon et al., SC'11), as in src/rng.c. */
-#define PHILOX_M0 0xD2511F53u
-#define PHILOX_M1 0xCD9E8D57u
-#define PHILOX_W0 0x9E3779B9u
-#define PHILOX_W1 0xBB67AE85u
-
-/* 32x32 -> 64-bit products of the 8 lanes of a with the constant m. */
-static inline void v8_mulhilo(__m256i a, __m256i m, __m256i *lo, __m256i *hi)
-{
-    __m256i even = _mm256_mul_epu32(a, m);                         /* lanes 0,2,4,6 */
-    __m256i odd = _mm256_mul_epu32(_mm256_srli_epi64(a, 32), m);   /* lanes 1,3,5,7 */
-    *lo = _mm256_blend_epi32(even, _mm256_slli_epi64(odd, 32), 0xAA);
-    *hi = _mm256_blend_epi32(_mm256_srli_epi64(even, 32), odd, 0xAA);
-}
-
-/* 4 x 8 (word, counter) -> element order: counter k's 4 words are
- * elements 4k .. 4k+3, so e[q] receives the words of counters 2q, 2q+1. */
-static inline void philox8_to_elements(__m256i c0, __m256i c1, __m256i c2, __m256i c3, __m256i e[4])
-{
-    __m256i t0 = _mm256_unpacklo_epi32(c0, c1), t1 = _mm256_unpackhi_epi32(c0, c1);
-    __m256i t2 = _mm256_unpacklo_epi32(c2, c3), t3 = _mm256_unpackhi_epi32(c2, c3);
-    __m256i u0 = _mm256_unpacklo_epi64(t0, t2); /* counters 0 | 4 */
-    __m256i u1 = _mm256_unpackhi_epi64(t0, t2); /* counters 1 | 5 */
-    __m256i u2 = _mm256_unpacklo_epi64(t1, t3); /* counters 2 | 6 */
-    __m256i u3 = _mm256_unpackhi_epi64(t1, t3); /* counters 3 | 7 */
-    e[0] = _mm256_permute2x128_si256(u0, u1, 0x20);
-    e[1] = _mm256_permute2x128_si256(u2, u3, 0x20);
-    e[2] = _mm256_permute2x128_si256(u0, u1, 0x31);
-    e[3] = _mm256_permute2x128_si256(u2, u3, 0x31);
-}
-
 /* Philox blocks for the 16 counters blk0 .. blk0+15 (words 2, 3 = step,
- * op) as two interleaved 8-lane states (independent chains overlap their
- * multiply latencies).  blk0 must be a multiple of 16, so the low counter
- * word never wraps inside the group.  e[q] holds the words of elements
- * 4*blk0 + 8q .. 4*blk0 + 8q + 7 (q < 8). */
+ * op).  blk0 must be a multiple of 16, so the low counter word never wraps
+ * inside the group.  e[q] holds the words of elements 4*blk0 + 8q ..
+ * 4*blk0 + 8q + 7 (q < 8). */
 static inline void philox16(uint64_t blk0, uint32_t step, uint32_t op, const uint32_t key[2],
                             __m256i e[8])
 {
     const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    __m256i a0 = _mm256_add_epi32(_mm256_set1_epi32((int)(uint32_t)blk0), idx);
-    __m256i b0 = _mm256_add_epi32(a0, _mm256_set1_epi32(8));
-    __m256i a1 = _mm256_set1_epi32((int)(uint32_t)(blk0 >> 32)), b1 = a1;
-    __m256i a2 = _mm256_set1_epi32((int)step), b2 = a2;
-    __m256i a3 = _mm256_set1_epi32((int)op), b3 = a3;
-    __m256i k0 = _mm256_set1_epi32((int)key[0]), k1 = _mm256_set1_epi32((int)key[1]);
-    const __m256i m0 = _mm256_set1_epi32((int)PHILOX_M0), m1 = _mm256_set1_epi32((int)PHILOX_M1);
-    const __m256i w0 = _mm256_set1_epi32((int)PHILOX_W0), w1 = _mm256_set1_epi32((int)PHILOX_W1);
-    for (int round = 0; round < 10; round++) {
-        __m256i alo0, ahi0, alo1, ahi1, blo0, bhi0, blo1, bhi1;
-        v8_mulhilo(a0, m0, &alo0, &ahi0);
-        v8_mulhilo(b0, m0, &blo0, &bhi0);
-        v8_mulhilo(a2, m1, &alo1, &ahi1);
-        v8_mulhilo(b2, m1, &blo1, &bhi1);
-        a0 = _mm256_xor_si256(_mm256_xor_si256(ahi1, a1), k0);
-        b0 = _mm256_xor_si256(_mm256_xor_si256(bhi1, b1), k0);
-        a1 = alo1, b1 = blo1;
-        a2 = _mm256_xor_si256(_mm256_xor_si256(ahi0, a3), k1);
-        b2 = _mm256_xor_si256(_mm256_xor_si256(bhi0, b3), k1);
-        a3 = alo0, b3 = blo0;
-        k0 = _mm256_add_epi32(k0, w0);
-        k1 = _mm256_add_epi32(k1, w1);
-    }
-    philox8_to_elements(a0, a1, a2, a3, e);
-    philox8_to_elements(b0, b1, b2, b3, e + 4);
+    const __m256i a0 = _mm256_add_epi32(_mm256_set1_epi32((int)(uint32_t)blk0), idx);
+    const __m256i b0 = _mm256_add_epi32(a0, _mm256_set1_epi32(8));
+    const __m256i hi = _mm256_set1_epi32((int)(uint32_t)(blk0 >> 32));
+    philox16_avx2(a0, hi, b0, hi, step, op, key, e);
 }
 
 _Static_assert(KERNEL_BLOCK % 64 == 0, "dropout AVX2 blocks must start at a multiple of 64 elements");
