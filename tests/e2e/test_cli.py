@@ -542,6 +542,15 @@ spectra:
                   f"cifar {model}: /spectra/features are the normalised gray pixels of /spectra/inputs, "
                   "bit for bit as torchvision computes them")
             final = f["spectra/final/eig"][()]
+        cut = os.path.join(d, f"cf_{model}_cut.h5")
+        rc1, _, _ = run("train", "--config", cfg, "--out", cut, "--quiet", "--max-steps", "3")
+        rc2, _, err = run("train", "--config", cfg, "--out", cut, "--quiet", "--resume")
+        with h5py.File(out, "r") as f, h5py.File(cut, "r") as g:
+            check(rc1 == 0 and rc2 == 0 and np.array_equal(f["spectra/final/eig"][()], g["spectra/final/eig"][()])
+                  and np.array_equal(f["checkpoint/params/encoder.weight"][()], g["checkpoint/params/encoder.weight"][()])
+                  and np.array_equal(f["metrics/eval/test_loss"][()], g["metrics/eval/test_loss"][()]),
+                  f"cifar {model}: cut at step 3 and resumed, bit-identical to the uninterrupted run "
+                  f"(got {rc1}, {rc2}: {err.strip()[-200:]})")
         sp = os.path.join(d, f"cf_{model}_sp.h5")
         rc, _, err = run("spectra", out, "--out", sp)
         with h5py.File(sp, "r") as g:
