@@ -461,6 +461,38 @@ static int check_existing(Trainer *t, bool *resume, bool *done)
     return EXIT_OK;
 }
 
+/* Keys whose resolved values differ between the run being resumed (its
+ * stored YAML, read with this build's schema: keys it predates get their
+ * defaults) and the configuration given now, as "key: RUN -> NOW" items in
+ * msg.  Returns how many differ, or -1 if the stored YAML does not load. */
+static int config_differences(const Config *now, const char *old_yaml, const char *label, char *msg, size_t n)
+{
+    Config old;
+    char err[600];
+    if (config_load_yaml_text(&old, now->schema, old_yaml, label, err, sizeof err)) {
+        config_free(&old);
+        snprintf(msg, n, "%s", err);
+        return -1;
+    }
+    int n_diff = 0;
+    size_t used = 0;
+    msg[0] = 0;
+    for (int i = 0; i < config_count(now); i++) {
+        if (config_item(now, i).ignored) continue;
+        char a[256], b[256];
+        config_value_text(&old, i, a, sizeof a);
+        config_value_text(now, i, b, sizeof b);
+        if (strcmp(a, b) == 0) continue;
+        if (n_diff++ < 6 && used < n) {
+            int k = snprintf(msg + used, n - used, "%s%s: %s in the run, %s now", n_diff > 1 ? "; " : "",
+                             config_item(now, i).key, a, b);
+            if (k > 0) used += (size_t)k;
+        }
+    }
+    config_free(&old);
+    return n_diff;
+}
+
 /* Load the checkpoint of o->out into the trainer (after setup). */
 static int load_resume(Trainer *t)
 {
@@ -472,11 +504,19 @@ static int load_resume(Trainer *t)
         return EXIT_RUNTIME;
     }
     int rc = EXIT_OK;
-    if (strcmp(old.config_yaml, t->rf.config_yaml) != 0) {
+    char label[1100], diff[1500];
+    snprintf(label, sizeof label, "%s:/config/yaml", t->o->out);
+    const int n_diff = config_differences(t->c, old.config_yaml, label, diff, sizeof diff);
+    if (n_diff < 0) {
+        fprintf(stderr, "seqeig: cannot resume %s: its stored configuration does not load in this build: %s\n",
+                t->o->out, diff);
+        rc = EXIT_USAGE;
+    } else if (n_diff > 0) {
         fprintf(stderr,
-                "seqeig: cannot resume %s: its configuration differs from the one given now (compare "
-                "`seqeig info %s --config` with your config and --set flags)\n",
-                t->o->out, t->o->out);
+                "seqeig: cannot resume %s: %d setting%s differ%s from the run's (%s%s); give the run's values "
+                "(--set key=value, or `seqeig info %s --config` as the config) or start over with --force\n",
+                t->o->out, n_diff, n_diff > 1 ? "s" : "", n_diff > 1 ? "" : "s", diff, n_diff > 6 ? "; ..." : "",
+                t->o->out);
         rc = EXIT_USAGE;
     } else if (old.samples != t->rf.samples || old.T != t->rf.T || old.layers != t->rf.layers) {
         fprintf(stderr, "seqeig: cannot resume %s: its spectra have another shape\n", t->o->out);
