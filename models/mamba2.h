@@ -1,6 +1,7 @@
 /* Mamba-2 (SPEC 3.5): the simplified Mamba-2 of the reference study (one
  * group, expand 1, no z gate, no RMSNorm), its pseudo-LTI variant, and the
- * model built from it: token embedding -> blocks -> Linear head.
+ * model built from it: input layer (token embedding, or Linear(input_dim, d)
+ * on float inputs; models/encoder.h) -> blocks -> Linear head.
  *
  * SSD layer, u (B, L, d), P = d/H, C = d + 2N:
  *     [x | B | C | dt] = in_proj u                    (d + 2N + H; pseudo-LTI d + 2N + 1)
@@ -20,7 +21,8 @@
  *
  * Parameters, in declaration (= initialisation = reference state_dict)
  * order; i = 0 .. num_layers-1, C = d + 2N, K = conv_dim:
- *   encoder.word_embeddings.weight  (V, d)         N(0, 1)
+ *   encoder.word_embeddings.weight  (V, d)         N(0, 1)   (float inputs: encoder.weight
+ *                                                  (d, input_dim), encoder.bias (d), encoder.h)
  *   blocks.i.mamba.in_proj.weight   (d+2N+H, d)    U(+-1/sqrt(d))  [pseudo-LTI: d+2N+1 rows]
  *   blocks.i.mamba.dt_bias          (H)            softplus^-1(dt), dt = max(1e-4,
  *                                                  exp(U(log 1e-3, log 1e-1)))

@@ -48,24 +48,6 @@ for m in $MODELS; do
     [ -f "$cfgdir/$m.yaml" ] || die "no config $cfgdir/$m.yaml (models: $(ls $cfgdir/*.yaml | xargs -n1 basename | sed 's/.yaml$//' | tr '\n' ' '))"
 done
 
-# Tasks read from the user's files need to know where they are.
-if [ -n "$DATA" ]; then
-    [ -d "$DATA" ] || die "DATA=$DATA: not a directory"
-    TRAIN_ARGS="--set dataset.data_dir=$DATA $TRAIN_ARGS"
-else
-    for m in $MODELS; do
-        if grep -q '_name_: *"\{0,1\}\(cifar\|imdb\)' "$cfgdir/$m.yaml" && ! grep -q '^ *data_dir:' "$cfgdir/$m.yaml" \
-            && [[ "$TRAIN_ARGS" != *dataset.data_dir=* ]]; then
-            case "$TASK" in
-                cifar) hint="the CIFAR-10 binary version (data_batch_1.bin .. test_batch.bin)" ;;
-                imdb) hint="the directory holding aclImdb/" ;;
-                *) hint="the task's data" ;;
-            esac
-            die "task '$TASK' reads your copy of its data: give DATA=/path/to/it ($hint; nothing is downloaded, see docs/tasks.md)"
-        fi
-    done
-fi
-
 cores=$(nproc)
 if [ -z "$JOBS" ]; then
     # Small models use the cores better as parallel single-thread runs.
@@ -100,18 +82,38 @@ for m in $order; do
         fi
     done
 done
+# Tasks read from the user's files need to know where they are (only when
+# something is left to train: the report of finished runs needs no data).
+# DATA becomes dataset.data_dir of every run's config, so resuming a run
+# needs the same DATA string it started with.
+if [ -n "$DATA" ]; then
+    [ -d "$DATA" ] || die "DATA=$DATA: not a directory"
+elif [ "$n_todo" -gt 0 ]; then
+    for m in $MODELS; do
+        if grep -q '_name_: *"\{0,1\}\(cifar\|imdb\)' "$cfgdir/$m.yaml" && ! grep -q '^ *data_dir:' "$cfgdir/$m.yaml" \
+            && [[ "$TRAIN_ARGS" != *dataset.data_dir=* ]]; then
+            case "$TASK" in
+                cifar) hint="the CIFAR-10 binary version (data_batch_1.bin .. test_batch.bin)" ;;
+                imdb) hint="the directory holding aclImdb/" ;;
+                *) hint="the task's data" ;;
+            esac
+            die "task '$TASK' reads your copy of its data: give DATA=/path/to/it ($hint; nothing is downloaded, see docs/tasks.md)"
+        fi
+    done
+fi
 echo "experiment: $TASK/$PRESET, models:$MODELS, seeds: ${seeds[*]}"
 echo "experiment: $n_todo runs to train ($n_done already finished), $JOBS at a time with $threads thread(s) each -> $outdir"
 
 start=$(date +%s)
-export SEQEIG cfgdir outdir threads TRAIN_ARGS
+export SEQEIG cfgdir outdir threads TRAIN_ARGS DATA
 failed=0
 if [ "$n_todo" -gt 0 ]; then
     # Each line: MODEL SEED.  A failing run does not stop the others.
     xargs -P "$JOBS" -L 1 bash -c '
         m=$0; s=$1; out="$outdir/$m/seed$s.h5"
         # shellcheck disable=SC2086
-        "$SEQEIG" train --config "$cfgdir/$m.yaml" --seed "$s" --out "$out" --threads "$threads" --resume $TRAIN_ARGS
+        data=(); [ -n "$DATA" ] && data=(--set "dataset.data_dir=$DATA")
+        "$SEQEIG" train --config "$cfgdir/$m.yaml" --seed "$s" --out "$out" --threads "$threads" --resume "${data[@]}" $TRAIN_ARGS
         rc=$?
         [ $rc -eq 0 ] || echo "experiment: $m seed $s failed (exit $rc); see $out" >&2
         exit $((rc == 0 ? 0 : 1))' < "$joblist" || failed=1

@@ -152,8 +152,11 @@ int cmd_spectra(int argc, char **argv)
         goto done;
     }
     if (mc.input_dim != r.input_dim) {
-        fprintf(stderr, "seqeig: %s: the model reads %d float features per position but /spectra/features %s\n",
-                path, mc.input_dim, r.features ? "has a different width" : "is missing");
+        if (mc.input_dim == 0)
+            fprintf(stderr, "seqeig: %s: the model reads tokens but the file has /spectra/features\n", path);
+        else
+            fprintf(stderr, "seqeig: %s: the model reads %d float features per position but /spectra/features %s\n",
+                    path, mc.input_dim, r.features ? "has another width" : "is missing");
         goto done;
     }
     rc = 1;

@@ -210,8 +210,9 @@ static int setup(Trainer *t)
                        t->task->input_dim);
         if (t->task->input_dim == 0)
             USAGE_FAIL("model.%s = false (float inputs through a Linear layer) but task '%s' gives tokens: "
-                       "remove the key (or give the task float inputs, e.g. dataset.tokenize: false)",
-                       mc.kind == MODEL_MAMBA2 ? "token_embedding" : "embedding", t->task->name);
+                       "remove the key%s",
+                       mc.kind == MODEL_MAMBA2 ? "token_embedding" : "embedding", t->task->name,
+                       strcmp(t->task->name, "cifar") == 0 ? " (or set dataset.tokenize: false for float pixels)" : "");
         USAGE_FAIL("model.input_dim = %d does not match the task's %d float inputs per position", mc.input_dim,
                    t->task->input_dim);
     }

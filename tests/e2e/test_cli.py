@@ -566,7 +566,8 @@ spectra:
         with h5py.File(out, "r") as f, h5py.File(cut, "r") as g:
             check(rc1 == 0 and rc2 == 0 and np.array_equal(f["spectra/final/eig"][()], g["spectra/final/eig"][()])
                   and np.array_equal(f["checkpoint/params/encoder.weight"][()], g["checkpoint/params/encoder.weight"][()])
-                  and np.array_equal(f["metrics/eval/test_loss"][()], g["metrics/eval/test_loss"][()]),
+                  and np.array_equal(f["metrics/eval/test_loss"][()], g["metrics/eval/test_loss"][()])
+                  and np.array_equal(f["spectra/features"][()], g["spectra/features"][()]),
                   f"cifar {model}: cut at step 3 and resumed, bit-identical to the uninterrupted run "
                   f"(got {rc1}, {rc2}: {err.strip()[-200:]})")
         sp = os.path.join(d, f"cf_{model}_sp.h5")

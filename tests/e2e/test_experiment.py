@@ -24,8 +24,8 @@ def check(cond, what, detail=""):
     print(f"ok: {what}")
 
 
-def experiment(results, *args):
-    env = dict(os.environ, RESULTS=results, SEQEIG=SEQEIG)
+def experiment(results, *args, train_args=""):
+    env = dict(os.environ, RESULTS=results, SEQEIG=SEQEIG, TRAIN_ARGS=train_args)
     return subprocess.run(["bash", "scripts/experiment.sh", *args], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=600)
 
@@ -77,6 +77,7 @@ def main():
             check(p.returncode == 2 and msg in p.stderr, f"experiment {' '.join(args)}: exit 2, '{msg}'",
                   p.stdout + p.stderr)
         test_presets(tmp)
+        test_data_dir(tmp)
     print(f"tests/e2e/test_experiment.py: {N} checks passed")
 
 
@@ -99,6 +100,23 @@ def write_fake_data(root):
                 with open(os.path.join(d, f"{i}_5.txt"), "w") as f:
                     f.write("".join(rng.choice(letters, 40 + 30 * i)))
     return cifar, imdb
+
+
+def test_data_dir(tmp):
+    """DATA= reaches every run as dataset.data_dir (a path with a space too);
+    a finished experiment's report needs no DATA."""
+    cifar, _ = write_fake_data(os.path.join(tmp, "data with space"))
+    shrink = ("--set model.num_layers=1 --set model.hidden_dim=16 --set model.mixer_dim=8 "
+              "--set train.num_epochs=1 --set spectra.analysis_batch=2")
+    p = experiment(tmp, "cifar", "1", "paper", "mamba2 norm-attention", "1", cifar, train_args=shrink)
+    check(p.returncode == 0 and "2 runs to train" in p.stdout, "make experiment TASK=cifar DATA='<dir with a space>'",
+          p.stdout + p.stderr)
+    with h5py.File(os.path.join(tmp, "cifar", "paper", "mamba2", "seed1919.h5"), "r") as f:
+        check(f.attrs["status"] == "completed" and "spectra/features" in f,
+              "the CIFAR run completed with float inputs")
+    p = experiment(tmp, "cifar", "1", "paper", "mamba2 norm-attention", "1", train_args=shrink)
+    check(p.returncode == 0 and "0 runs to train (2 already finished)" in p.stdout,
+          "rerun without DATA: nothing to train, the report is rebuilt", p.stdout + p.stderr)
 
 
 # Per task: how to make a preset's run tiny without changing what it builds

@@ -144,8 +144,14 @@ static int dump_variant(const char *dir, const Variant *v, uint64_t seed)
     int32_t tokens[B * L], rows[B * ROWS_PER_SEQ], labels[B * L];
     float mask[B * L];
     for (int i = 0; i < B * L; i++) tokens[i] = (int32_t)rng_below(&r, (uint64_t)v->cfg.vocab_size);
+    enum { F_MAX = 4 };
     const int F = v->cfg.input_dim;
-    float features[B * L * 4];
+    if (F > F_MAX) {
+        fprintf(stderr, "oracle_dump: %s: input_dim %d > %d (enlarge F_MAX)\n", v->name, F, F_MAX);
+        model_free(&m);
+        return -1;
+    }
+    float features[B * L * F_MAX];
     for (int i = 0; i < B * L * F; i++) features[i] = (float)(4.0 * rng_uniform(&r) - 2.0);
     for (int i = 0; i < B * L; i++) mask[i] = (i / L == 1 && i % L >= L - 3) ? 0.0f : 1.0f;
     bool lm = v->cfg.head == HEAD_LM;
