@@ -29,8 +29,8 @@ TRAIN_ARGS=${TRAIN_ARGS:-}
 die() { echo "experiment: $*" >&2; exit 2; }
 
 cfgdir="experiments/$TASK/$PRESET"
-[ -d "experiments/$TASK" ] || die "unknown task '$TASK' (tasks: $(ls -d experiments/*/ 2>/dev/null | xargs -n1 basename | tr '\n' ' '))"
-[ -d "$cfgdir" ] || die "task '$TASK' has no preset '$PRESET' (presets: $(ls -d experiments/$TASK/*/ | xargs -n1 basename | tr '\n' ' '))"
+[ -d "experiments/$TASK" ] || die "unknown task '$TASK' (tasks: $(ls -d experiments/*/ 2>/dev/null | xargs -n1 basename | paste -sd' '))"
+[ -d "$cfgdir" ] || die "task '$TASK' has no preset '$PRESET' (presets: $(ls -d experiments/$TASK/*/ | xargs -n1 basename | paste -sd' '))"
 [[ "$SEEDS" =~ ^[1-9][0-9]*$ ]] || die "SEEDS must be a positive integer, got '$SEEDS'"
 [ -x "$SEQEIG" ] || die "$SEQEIG not built (run make)"
 
@@ -45,7 +45,7 @@ if [ -z "$MODELS" ]; then
     done
 fi
 for m in $MODELS; do
-    [ -f "$cfgdir/$m.yaml" ] || die "no config $cfgdir/$m.yaml (models: $(ls $cfgdir/*.yaml | xargs -n1 basename | sed 's/.yaml$//' | tr '\n' ' '))"
+    [ -f "$cfgdir/$m.yaml" ] || die "no config $cfgdir/$m.yaml (models: $(ls $cfgdir/*.yaml | xargs -n1 basename | sed 's/.yaml$//' | paste -sd' '))"
 done
 
 cores=$(nproc)
