@@ -56,6 +56,27 @@ static void conv_reduce_blocks(float *work, float *dw, float *db, size_t nblk, i
 /* Channels per stack accumulator in the scalar dx kernel. */
 #define CONV_C_CHUNK 64
 
+/* Weight / bias gradient partials of rows r0 .. r1-1 into part ((K+1) x C,
+ * zeroed here): part[j][c] = sum_r g_r[c] x_{r+j-(K-1)}[c], part[K][c] =
+ * sum_r g_r[c], rows in order (so every (j, c) sum has the AVX2 lanes'
+ * order).  Row r's gradient is g + (r - r0) C, its input x + r ldx. */
+static void conv_wgrad_block_scalar(const float *x, size_t ldx, const float *g, size_t r0, size_t r1, int L,
+                                    int K, size_t Cs, bool dw, bool db, float *part)
+{
+    for (size_t q = 0; q < (size_t)(K + 1) * Cs; q++) part[q] = 0.0f;
+    for (size_t r = r0; r < r1; r++) {
+        int t = (int)(r % (size_t)L);
+        const float *gr = g + (r - r0) * Cs;
+        for (int j = (K - 1 - t > 0 ? K - 1 - t : 0); dw && j < K; j++) {
+            const float *xr = x + (r + j - (K - 1)) * ldx;
+            float *pj = part + (size_t)j * Cs;
+            for (size_t c = 0; c < Cs; c++) pj[c] += gr[c] * xr[c];
+        }
+        if (db)
+            for (size_t c = 0; c < Cs; c++) part[(size_t)K * Cs + c] += gr[c];
+    }
+}
+
 void k_conv1d_fwd_scalar(const float *x, const float *wt, const float *bias, float *y, int B,
                          int L, int C, int K)
 {
@@ -110,20 +131,7 @@ void k_conv1d_bwd_w_scalar(const float *x, const float *dy, float *dw, float *db
 #pragma omp parallel for schedule(static) if (rows * Cs * (size_t)K >= KERNEL_PAR_MIN)
     for (size_t blk = 0; blk < nblk; blk++) {
         size_t r0 = blk * SEQ_ROW_BLOCK, r1 = r0 + SEQ_ROW_BLOCK < rows ? r0 + SEQ_ROW_BLOCK : rows;
-        float *part = work + blk * slot;
-        for (size_t q = 0; q < slot; q++) part[q] = 0.0f;
-        /* rows in order, so each (j, c) sum has the same order as the AVX2 lanes */
-        for (size_t r = r0; r < r1; r++) {
-            int t = (int)(r % (size_t)L);
-            const float *dyr = dy + r * Cs;
-            for (int j = (K - 1 - t > 0 ? K - 1 - t : 0); dw && j < K; j++) {
-                const float *xr = x + (r + j - (K - 1)) * Cs;
-                float *pj = part + (size_t)j * Cs;
-                for (size_t c = 0; c < Cs; c++) pj[c] += dyr[c] * xr[c];
-            }
-            if (db)
-                for (size_t c = 0; c < Cs; c++) part[(size_t)K * Cs + c] += dyr[c];
-        }
+        conv_wgrad_block_scalar(x, Cs, dy + r0 * Cs, r0, r1, L, K, Cs, dw != NULL, db != NULL, work + blk * slot);
     }
     conv_reduce_blocks(work, dw, db, nblk, C, K);
 }
@@ -134,6 +142,34 @@ void k_conv1d_bwd_w_scalar(const float *x, const float *dy, float *dw, float *db
 /* Load 8 floats, or the first lanes of `m` (masked lanes read as 0). */
 #define LD(p, full, m) ((full) ? _mm256_loadu_ps(p) : _mm256_maskload_ps((p), (m)))
 #define ST(p, v, full, m) ((full) ? _mm256_storeu_ps((p), (v)) : _mm256_maskstore_ps((p), (m), (v)))
+
+/* conv_wgrad_block_scalar with 8 channels per lane group (same sums, same order). */
+static void conv_wgrad_block_avx2(const float *x, size_t ldx, const float *g, size_t r0, size_t r1, int L, int K,
+                                  size_t Cs, bool dw, bool db, float *part)
+{
+    const __m256i tail = simd_tail_mask(Cs % 8);
+    for (size_t q = 0; q < (size_t)(K + 1) * Cs; q++) part[q] = 0.0f;
+    for (size_t r = r0; r < r1; r++) {
+        int t = (int)(r % (size_t)L);
+        const float *gr = g + (r - r0) * Cs;
+        for (int j = (K - 1 - t > 0 ? K - 1 - t : 0); dw && j < K; j++) {
+            const float *xr = x + (r + j - (K - 1)) * ldx;
+            float *pj = part + (size_t)j * Cs;
+            for (size_t c = 0; c < Cs; c += 8) {
+                const int full = c + 8 <= Cs;
+                ST(pj + c, _mm256_fmadd_ps(LD(gr + c, full, tail), LD(xr + c, full, tail), LD(pj + c, full, tail)),
+                   full, tail);
+            }
+        }
+        if (db) {
+            float *pb = part + (size_t)K * Cs;
+            for (size_t c = 0; c < Cs; c += 8) {
+                const int full = c + 8 <= Cs;
+                ST(pb + c, _mm256_add_ps(LD(pb + c, full, tail), LD(gr + c, full, tail)), full, tail);
+            }
+        }
+    }
+}
 
 void k_conv1d_fwd_avx2(const float *x, const float *wt, const float *bias, float *y, int B,
                        int L, int C, int K)
@@ -187,32 +223,11 @@ void k_conv1d_bwd_w_avx2(const float *x, const float *dy, float *dw, float *db, 
     if (!dw && !db) return;
     const size_t rows = (size_t)B * L, nblk = conv_blocks(B, L), Cs = (size_t)C;
     const size_t slot = (size_t)(K + 1) * Cs;
-    const __m256i tail = simd_tail_mask(Cs % 8);
 #pragma omp parallel for schedule(static) if (rows * Cs * (size_t)K >= KERNEL_PAR_MIN)
     for (size_t blk = 0; blk < nblk; blk++) {
         size_t r0 = blk * SEQ_ROW_BLOCK, r1 = r0 + SEQ_ROW_BLOCK < rows ? r0 + SEQ_ROW_BLOCK : rows;
-        float *part = work + blk * slot; /* (K+1) x C partials, L1-resident */
-        for (size_t q = 0; q < slot; q++) part[q] = 0.0f;
-        for (size_t r = r0; r < r1; r++) {
-            int t = (int)(r % (size_t)L);
-            const float *dyr = dy + r * Cs;
-            for (int j = (K - 1 - t > 0 ? K - 1 - t : 0); dw && j < K; j++) {
-                const float *xr = x + (r + j - (K - 1)) * Cs;
-                float *pj = part + (size_t)j * Cs;
-                for (size_t c = 0; c < Cs; c += 8) {
-                    const int full = c + 8 <= Cs;
-                    ST(pj + c, _mm256_fmadd_ps(LD(dyr + c, full, tail), LD(xr + c, full, tail), LD(pj + c, full, tail)),
-                       full, tail);
-                }
-            }
-            if (db) {
-                float *pb = part + (size_t)K * Cs;
-                for (size_t c = 0; c < Cs; c += 8) {
-                    const int full = c + 8 <= Cs;
-                    ST(pb + c, _mm256_add_ps(LD(pb + c, full, tail), LD(dyr + c, full, tail)), full, tail);
-                }
-            }
-        }
+        /* (K+1) x C partials, L1-resident */
+        conv_wgrad_block_avx2(x, Cs, dy + r0 * Cs, r0, r1, L, K, Cs, dw != NULL, db != NULL, work + blk * slot);
     }
     conv_reduce_blocks(work, dw, db, nblk, C, K);
 }
@@ -369,20 +384,7 @@ static void conv_silu_bwd_scalar_parts(const float *x, size_t ldx, const float *
                 *d = acc ? *d + a : a;
             }
         }
-        if (!dw && !db) continue;
-        float *part = work + blk * slot;
-        for (size_t q = 0; q < slot; q++) part[q] = 0.0f;
-        for (size_t r = r0; r < r1; r++) {
-            int t = (int)(r % (size_t)L);
-            const float *dzr = dz + (r - r0) * Cs;
-            for (int j = (K - 1 - t > 0 ? K - 1 - t : 0); dw && j < K; j++) {
-                const float *xr = x + (r + j - (K - 1)) * ldx;
-                float *pj = part + (size_t)j * Cs;
-                for (size_t c = 0; c < Cs; c++) pj[c] += dzr[c] * xr[c];
-            }
-            if (db)
-                for (size_t c = 0; c < Cs; c++) part[(size_t)K * Cs + c] += dzr[c];
-        }
+        if (dw || db) conv_wgrad_block_scalar(x, ldx, dz, r0, r1, L, K, Cs, dw != NULL, db != NULL, work + blk * slot);
     }
     if (dw || db) conv_reduce_blocks(work, dw, db, nblk, C, K);
 }
@@ -479,29 +481,7 @@ static void conv_silu_bwd_avx2_parts(const float *x, size_t ldx, const float *wt
                 ST(d, acc ? _mm256_add_ps(LD(d, full, tail), a) : a, full, tail);
             }
         }
-        if (!dw && !db) continue;
-        float *part = work + blk * slot;
-        for (size_t q = 0; q < slot; q++) part[q] = 0.0f;
-        for (size_t r = r0; r < r1; r++) {
-            int t = (int)(r % (size_t)L);
-            const float *dzr = dz + (r - r0) * Cs;
-            for (int j = (K - 1 - t > 0 ? K - 1 - t : 0); dw && j < K; j++) {
-                const float *xr = x + (r + j - (K - 1)) * ldx;
-                float *pj = part + (size_t)j * Cs;
-                for (size_t c = 0; c < Cs; c += 8) {
-                    const int full = c + 8 <= Cs;
-                    ST(pj + c, _mm256_fmadd_ps(LD(dzr + c, full, tail), LD(xr + c, full, tail), LD(pj + c, full, tail)),
-                       full, tail);
-                }
-            }
-            if (db) {
-                float *pb = part + (size_t)K * Cs;
-                for (size_t c = 0; c < Cs; c += 8) {
-                    const int full = c + 8 <= Cs;
-                    ST(pb + c, _mm256_add_ps(LD(pb + c, full, tail), LD(dzr + c, full, tail)), full, tail);
-                }
-            }
-        }
+        if (dw || db) conv_wgrad_block_avx2(x, ldx, dz, r0, r1, L, K, Cs, dw != NULL, db != NULL, work + blk * slot);
     }
     if (dw || db) conv_reduce_blocks(work, dw, db, nblk, C, K);
 }
