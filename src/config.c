@@ -546,6 +546,19 @@ const char *config_where(const Config *c, const char *key, char *buf, size_t n)
     return buf;
 }
 
+int config_key_error(const Config *c, const char *key, char *err, size_t errlen, const char *fmt, ...)
+{
+    char where[300];
+    int k = snprintf(err, errlen, "%s: ", config_where(c, key, where, sizeof where));
+    if (k >= 0 && (size_t)k < errlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err + k, errlen - (size_t)k, fmt, ap);
+        va_end(ap);
+    }
+    return -1;
+}
+
 int config_count(const Config *c)
 {
     return c->schema->n;

@@ -124,6 +124,10 @@ const char *config_str(const Config *c, const char *key); /* CONFIG_STR or CONFI
 /* Where the value of `key` came from, for messages: "FILE:LINE", "--set"
  * or "default".  Returns buf. */
 const char *config_where(const Config *c, const char *key, char *buf, size_t n);
+/* err = "WHERE: " + the printf-formatted message, WHERE as config_where
+ * gives it for `key`.  Returns -1 (for `return config_key_error(...)`). */
+int config_key_error(const Config *c, const char *key, char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
 
 /* Iteration over every registered entry, in registration order. */
 typedef struct ConfigItem {

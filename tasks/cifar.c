@@ -82,12 +82,10 @@ static int64_t file_records(const char *path)
 
 Task *cifar_task_create(const Config *c, uint64_t seed, char *err, size_t errlen)
 {
-    char where[300];
-#define KEY_FAIL(key, ...)                                                 \
-    do {                                                                   \
-        int k_ = snprintf(err, errlen, "%s: ", config_where(c, key, where, sizeof where)); \
-        if (k_ >= 0 && (size_t)k_ < errlen) snprintf(err + k_, errlen - (size_t)k_, __VA_ARGS__); \
-        return NULL;                                                       \
+#define KEY_FAIL(key, ...)                                 \
+    do {                                                   \
+        config_key_error(c, key, err, errlen, __VA_ARGS__); \
+        return NULL;                                       \
     } while (0)
     if (!config_bool(c, "dataset.grayscale"))
         KEY_FAIL("dataset.grayscale", "dataset.grayscale = false: RGB CIFAR-10 (3 values per pixel) is not "

@@ -358,12 +358,10 @@ int imdb_load(const char *dir, const ImdbParams *p, ImdbData *out, char *err, si
 
 Task *imdb_task_create(const Config *c, uint64_t seed, char *err, size_t errlen)
 {
-    char where[300];
-#define KEY_FAIL(key, ...)                                                                   \
-    do {                                                                                     \
-        int k_ = snprintf(err, errlen, "%s: ", config_where(c, key, where, sizeof where));   \
-        if (k_ >= 0 && (size_t)k_ < errlen) snprintf(err + k_, errlen - (size_t)k_, __VA_ARGS__); \
-        return NULL;                                                                         \
+#define KEY_FAIL(key, ...)                                 \
+    do {                                                   \
+        config_key_error(c, key, err, errlen, __VA_ARGS__); \
+        return NULL;                                       \
     } while (0)
     ImdbParams p = {.l_max = config_int(c, "dataset.l_max"),
                     .min_freq = config_int(c, "dataset.min_freq"),

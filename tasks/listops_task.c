@@ -142,9 +142,7 @@ static int count_key(const Config *c, const char *key, int min, char *err, size_
 {
     int v = config_int(c, key);
     if (v >= min) return 0;
-    char where[300];
-    snprintf(err, errlen, "%s: %s = %d: must be >= %d", config_where(c, key, where, sizeof where), key, v, min);
-    return -1;
+    return config_key_error(c, key, err, errlen, "%s = %d: must be >= %d", key, v, min);
 }
 
 Task *listops_task_create(const Config *c, uint64_t seed, char *err, size_t errlen)

@@ -107,7 +107,7 @@ Task *mqar_task_create(const Config *c, uint64_t seed, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    char msg[256], where[300];
+    char msg[256];
     int n_train = config_int(c, "dataset.num_train_examples");
     int n_test = config_int(c, "dataset.num_test_examples");
     t->p = mqar_default_params(config_int(c, "dataset.vocab_size"), config_int(c, "dataset.input_seq_length"),
@@ -122,14 +122,14 @@ Task *mqar_task_create(const Config *c, uint64_t seed, char *err, size_t errlen)
         return NULL;
     }
     if (n_train < 0) {
-        snprintf(err, errlen, "%s: dataset.num_train_examples = %d: must be >= 0 (0 = fresh examples every step)",
-                 config_where(c, "dataset.num_train_examples", where, sizeof where), n_train);
+        config_key_error(c, "dataset.num_train_examples", err, errlen,
+                         "dataset.num_train_examples = %d: must be >= 0 (0 = fresh examples every step)", n_train);
         free(t);
         return NULL;
     }
     if (n_test <= 0) {
-        snprintf(err, errlen, "%s: dataset.num_test_examples = %d: must be > 0",
-                 config_where(c, "dataset.num_test_examples", where, sizeof where), n_test);
+        config_key_error(c, "dataset.num_test_examples", err, errlen, "dataset.num_test_examples = %d: must be > 0",
+                         n_test);
         free(t);
         return NULL;
     }

@@ -76,12 +76,9 @@ int seqcls_val_split(const Config *c, double task_default, double *out, char *er
 {
     double v = config_double(c, "dataset.val_split");
     if (v == -1.0) v = task_default;
-    if (!(v >= 0.0 && v < 1.0)) {
-        char where[300];
-        snprintf(err, errlen, "%s: dataset.val_split = %g: must be in [0, 1) (or -1 for the task's default)",
-                 config_where(c, "dataset.val_split", where, sizeof where), v);
-        return -1;
-    }
+    if (!(v >= 0.0 && v < 1.0))
+        return config_key_error(c, "dataset.val_split", err, errlen,
+                                "dataset.val_split = %g: must be in [0, 1) (or -1 for the task's default)", v);
     *out = v;
     return 0;
 }
