@@ -17,6 +17,9 @@ import time
 import h5py
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fake_data import write_cifar  # noqa: E402
+
 SEQEIG = os.path.abspath(os.environ.get("SEQEIG", "build/seqeig"))
 N_CHECKS = 0
 
@@ -496,17 +499,6 @@ spectra:
             acc = f["metrics/eval/test_acc"][()]
             check(np.all((acc >= 0) & (acc <= 1)) and np.all(acc * 40 == np.round(acc * 40)),
                   f"listops {model}: accuracy over the 40 test examples")
-
-
-def write_cifar(root, n_train=4, n_test=6, seed=5):
-    """CIFAR-10 binary batches with random pixels: 5 x n_train + n_test records."""
-    rng = np.random.default_rng(seed)
-    os.makedirs(root, exist_ok=True)
-    names = [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"]
-    for k, name in enumerate(names):
-        n = n_test if k == 5 else n_train
-        rec = np.concatenate([rng.integers(0, 10, (n, 1)), rng.integers(0, 256, (n, 3072))], 1)
-        rec.astype(np.uint8).tofile(os.path.join(root, name))
 
 
 def test_cifar_float_inputs(d):

@@ -10,6 +10,9 @@ import tempfile
 
 import h5py
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fake_data import write_cifar, write_imdb  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SEQEIG = os.path.abspath(os.environ.get("SEQEIG", os.path.join(ROOT, "build/seqeig")))
 N = 0
@@ -82,23 +85,10 @@ def main():
 
 
 def write_fake_data(root):
-    """Tiny CIFAR-10 binary batches and an aclImdb tree with random content."""
-    import numpy as np
-    rng = np.random.default_rng(0)
-    cifar = os.path.join(root, "cifar")
-    os.makedirs(cifar)
-    for k, name in enumerate([f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"]):
-        rec = np.concatenate([rng.integers(0, 10, (4, 1)), rng.integers(0, 256, (4, 3072))], 1)
-        rec.astype(np.uint8).tofile(os.path.join(cifar, name))
-    imdb = os.path.join(root, "imdb")
-    letters = np.array(list("abcdefghij ,."))
-    for split in ("train", "test"):
-        for lab in ("neg", "pos"):
-            d = os.path.join(imdb, "aclImdb", split, lab)
-            os.makedirs(d)
-            for i in range(3):
-                with open(os.path.join(d, f"{i}_5.txt"), "w") as f:
-                    f.write("".join(rng.choice(letters, 40 + 30 * i)))
+    """Tiny CIFAR-10 batches (4 records per file) and an aclImdb tree; their directories."""
+    cifar, imdb = os.path.join(root, "cifar"), os.path.join(root, "imdb")
+    write_cifar(cifar, n_train=4, n_test=4, seed=0)
+    write_imdb(imdb)
     return cifar, imdb
 
 
