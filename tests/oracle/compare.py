@@ -364,16 +364,22 @@ def check_file(path, tally):
     tally.line("eig", abs_err, ratio, ok, EIG_RTOL, summary)
 
 
-def main(argv):
+def run_files(argv, check, prog):
+    """Command line of the oracle scripts: check(path, tally) on every file
+    argument, a count line; exit status 0, 1 (something failed) or 2 (usage)."""
     if len(argv) < 2 or argv[1] in ("-h", "--help"):
-        print("usage: compare.py FILE.h5...  (format: docs/oracle.md)", file=sys.stderr)
+        print(f"usage: {prog} FILE.h5...  (format: docs/oracle.md)", file=sys.stderr)
         return 2
     torch.set_num_threads(1)
     tally = Tally()
     for path in argv[1:]:
-        check_file(path, tally)
+        check(path, tally)
     print(f"{tally.passed} passed, {tally.failed} failed")
     return 1 if tally.failed else 0
+
+
+def main(argv):
+    return run_files(argv, check_file, "compare.py")
 
 
 if __name__ == "__main__":

@@ -154,15 +154,7 @@ def check_file(path, tally):
 
 
 def main(argv):
-    if len(argv) < 2 or argv[1] in ("-h", "--help"):
-        print("usage: compare_paper.py FILE.h5...  (format: docs/oracle.md)", file=sys.stderr)
-        return 2
-    torch.set_num_threads(1)
-    tally = compare.Tally()
-    for path in argv[1:]:
-        check_file(path, tally)
-    print(f"{tally.passed} passed, {tally.failed} failed")
-    return 1 if tally.failed else 0
+    return compare.run_files(argv, check_file, "compare_paper.py")
 
 
 if __name__ == "__main__":
