@@ -400,20 +400,17 @@ static void bwd_head(const AttnDims *d, const AttnDropout *dr, const float *q, c
             if (!gq && !gk) continue;
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, nk, dv, 1.0f, dYb, ldy, VT,
                         ATTN_SM_BK, 0.0f, dS, ATTN_SM_BK);
-            if (dr) {
+            if (dr) /* dA = M o (dy v^T) */
                 for (int r = 0; r < nq; r++) {
-                    const float Dr = D[q0 + r];
-                    const float *p = P + (size_t)r * ATTN_SM_BK, *mr = M + (size_t)r * ATTN_SM_BK;
+                    const float *mr = M + (size_t)r * ATTN_SM_BK;
                     float *ds = dS + (size_t)r * ATTN_SM_BK;
-                    for (int c = 0; c < nk; c++) ds[c] = p[c] * (mr[c] * ds[c] - Dr);
+                    for (int c = 0; c < nk; c++) ds[c] = mr[c] * ds[c];
                 }
-            } else {
-                for (int r = 0; r < nq; r++) {
-                    const float Dr = D[q0 + r];
-                    const float *p = P + (size_t)r * ATTN_SM_BK;
-                    float *ds = dS + (size_t)r * ATTN_SM_BK;
-                    for (int c = 0; c < nk; c++) ds[c] = p[c] * (ds[c] - Dr);
-                }
+            for (int r = 0; r < nq; r++) {
+                const float Dr = D[q0 + r];
+                const float *p = P + (size_t)r * ATTN_SM_BK;
+                float *ds = dS + (size_t)r * ATTN_SM_BK;
+                for (int c = 0; c < nk; c++) ds[c] = p[c] * (ds[c] - Dr);
             }
             if (gk)
                 cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, dk, nq, d->scale, dS,
