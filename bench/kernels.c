@@ -109,6 +109,7 @@ static void bench_xent(int rows, int vocab)
 
 int main(int argc, char **argv)
 {
+    threads_pin_blas_kernel(argv);
     int threads = argc > 1 ? atoi(argv[1]) : 2;
     threads_set(threads);
     graph_init(&G, 0, 1);

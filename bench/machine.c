@@ -46,8 +46,10 @@ static double bandwidth_gbs(int triad)
     return bytes / t * 1e-9;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    (void)argc;
+    threads_pin_blas_kernel(argv);
     printf("# machine limits\n");
     for (int th = 1; th <= 2; th++) {
         threads_set(th);

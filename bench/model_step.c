@@ -419,6 +419,7 @@ static void spawn(const char *model, const char *shape, int threads)
 
 int main(int argc, char **argv)
 {
+    threads_pin_blas_kernel(argv);
     if (argc == 5 && (!strcmp(argv[1], "--one") || !strcmp(argv[1], "--profile"))) {
         profile_mode = !strcmp(argv[1], "--profile");
         int k = find_kind(argv[2]), s = find_shape(argv[3]), t = atoi(argv[4]);

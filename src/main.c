@@ -1,4 +1,5 @@
 /* seqeig command-line entry point: dispatch to the subcommands (cli.h). */
+#include "threads.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +39,7 @@ int cli_parse_int(const char *s, long long lo, long long hi, long long *out)
 
 int main(int argc, char **argv)
 {
+    threads_pin_blas_kernel(argv);
     if (argc < 2) {
         usage(stderr);
         return 2;

@@ -26,4 +26,19 @@ int threads_set(int n);
 /* The thread count in force (omp_get_max_threads). */
 int threads_get(void);
 
+/* Pin OpenBLAS's kernel to the instruction set of this CPU, for speed and
+ * for results that do not depend on how OpenBLAS names the CPU model.
+ *
+ * OpenBLAS chooses its kernel once, when the library loads, from the CPU
+ * model number; a model it does not know (e.g. a newer Xeon than the
+ * Debian build) falls back to its SSE3 "Prescott" kernel, which is several
+ * times slower and whose threaded sgemm is not bit-identical across thread
+ * counts.  OPENBLAS_CORETYPE overrides the choice but is only read at load
+ * time, so when it is unset this sets it from the CPU's features
+ * (AVX-512 F/BW/DQ/VL: SkylakeX, AVX2 + FMA: Haswell) and, if the loaded
+ * kernel differs, re-executes the program (argv, via /proc/self/exe) once.
+ * A value the user set is kept.  Call first thing in main, before any
+ * thread or OpenMP region exists; returns only if no re-exec happened. */
+void threads_pin_blas_kernel(char **argv);
+
 #endif

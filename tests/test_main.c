@@ -2,6 +2,7 @@
  * each `Suite *suite_<name>(void)` defined under tests/ into
  * build/.../test_suites.h.  The runner itself never enters an OpenMP
  * region: gcc's OpenMP does not survive the fork Check does per test. */
+#include "../src/threads.h"
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +13,7 @@
 
 int main(int argc, char **argv)
 {
+    threads_pin_blas_kernel(argv); /* before any OpenMP region (and any fork) */
     SRunner *sr = NULL;
 #define SUITE(name)                                    \
     if (!sr) sr = srunner_create(name());              \

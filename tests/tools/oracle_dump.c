@@ -2,6 +2,7 @@
  * initialised as SPEC 3, one forward + cross entropy + backward with
  * spectra, and everything PyTorch needs to redo it independently
  * (tests/oracle/compare.py).  Usage: oracle_dump OUT_DIR */
+#include "../../src/threads.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -233,6 +234,7 @@ static int dump_variant(const char *dir, const Variant *v, uint64_t seed)
 
 int main(int argc, char **argv)
 {
+    threads_pin_blas_kernel(argv);
     if (argc != 2) {
         fprintf(stderr, "usage: oracle_dump OUT_DIR\n");
         return 2;
