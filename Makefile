@@ -1,4 +1,6 @@
-# seqeig build.  `make` builds build/seqeig and the engine library,
+# seqeig build.  `make` builds build/seqeig and the two libraries:
+#   build/libseqeig.a      the engine (src/: tensors, tape, ops, kernels, RNG, threads, config)
+#   build/libseqeig_app.a  what plugs into it and drives it (optim/, models/, tasks/, app/)
 # `make test` runs every test, `make bench` the benchmarks.
 #   ARCH=generic   scalar kernels only (no AVX2/FMA), into build-generic/
 #   make asan      the test suite under AddressSanitizer + UBSan, build-asan/
@@ -37,9 +39,11 @@ CFLAGS_BASE = -std=c17 $(OPT) $(MARCH) -fopenmp -g -Wall -Wextra -Werror -D_GNU_
 LDLIBS_BASE = -L$(OPENBLAS_DIR) -Wl,-rpath,$(OPENBLAS_DIR) -lopenblas -llapacke $(PKG_LIBS) -lm \
               $(EXTRA_LDFLAGS)
 
-LIB_SRC := $(wildcard src/*.c src/ops/*.c optim/*.c models/*.c tasks/*.c)
-LIB_SRC := $(filter-out src/main.c,$(LIB_SRC))
-LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+ENGINE_SRC := $(wildcard src/*.c src/ops/*.c)
+ENGINE_OBJ := $(ENGINE_SRC:%.c=$(BUILD)/obj/%.o)
+APP_SRC := $(filter-out app/main.c,$(wildcard optim/*.c models/*.c tasks/*.c app/*.c))
+APP_OBJ := $(APP_SRC:%.c=$(BUILD)/obj/%.o)
+LIB_OBJ := $(ENGINE_OBJ) $(APP_OBJ)
 TEST_SRC := $(wildcard tests/*.c)
 TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/obj/%.o)
 TOOL_SRC := $(wildcard tests/tools/*.c)
@@ -47,11 +51,13 @@ TOOL_BIN := $(TOOL_SRC:tests/tools/%.c=$(BUILD)/tools/%)
 BENCH_SRC := $(wildcard bench/*.c)
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
-LIB := $(BUILD)/libseqeig.a
+ENGINE_LIB := $(BUILD)/libseqeig.a
+APP_LIB := $(BUILD)/libseqeig_app.a
+LIB := $(APP_LIB) $(ENGINE_LIB)
 BIN := $(BUILD)/seqeig
 TEST_BIN := $(BUILD)/test_seqeig
 
-.PHONY: all test test-c test-oracle test-generic test-report test-e2e bench asan clean deps experiment
+.PHONY: all test check-layers test-c test-oracle test-generic test-report test-e2e bench asan clean deps experiment
 all: $(BIN) $(LIB)
 
 deps:
@@ -65,11 +71,15 @@ $(BUILD)/obj/tests/%.o: tests/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_BASE) $(CHECK_CFLAGS) -I$(BUILD) -c $< -o $@
 
-$(LIB): $(LIB_OBJ)
+$(ENGINE_LIB): $(ENGINE_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BIN): $(BUILD)/obj/src/main.o $(LIB)
+$(APP_LIB): $(APP_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BIN): $(BUILD)/obj/app/main.o $(LIB)
 	$(CC) $(CFLAGS_BASE) $^ -o $@ $(LDLIBS_BASE)
 
 # Every `Suite *suite_x(void)` under tests/ becomes SUITE(suite_x).
@@ -94,6 +104,7 @@ $(BUILD)/bench/%: bench/%.c $(LIB)
 # Check forks per test; the tests run with a fixed thread count unless the
 # caller sets OMP_NUM_THREADS.
 test: deps
+	@bash scripts/check_layers.sh
 	@$(MAKE) --no-print-directory test-c
 	@$(MAKE) --no-print-directory test-oracle
 	@$(MAKE) --no-print-directory ARCH=generic test-c
@@ -129,6 +140,10 @@ test-e2e: $(BIN)
 	SEQEIG=$(BIN) $(PYTHON) tests/e2e/test_cli.py
 	SEQEIG=$(BIN) $(PYTHON) tests/e2e/test_experiment.py
 
+# The layering rules of docs/extending.md (engine includes nothing above it, ...).
+check-layers:
+	@bash scripts/check_layers.sh
+
 test-generic:
 	@$(MAKE) --no-print-directory ARCH=generic test-c
 
@@ -149,4 +164,4 @@ bench: deps $(BENCH_BIN)
 clean:
 	rm -rf build build-generic build-asan
 
--include $(LIB_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(BUILD)/obj/src/main.d
+-include $(LIB_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(BUILD)/obj/app/main.d

@@ -6,8 +6,8 @@
 
 #include "../src/init.h"
 #include "../src/ops.h"
-#include "attn_linear.h"
-#include "attn_softmax.h"
+#include "../src/ops/attn_linear.h"
+#include "../src/ops/attn_softmax.h"
 
 static Param *declare(ParamSet *ps, const char *prefix, const char *name, int ndim, int s0, int s1,
                       int s2, char *err, size_t errlen)
@@ -24,8 +24,9 @@ static Param *declare(ParamSet *ps, const char *prefix, const char *name, int nd
 int attention_declare(AttentionLayer *a, ParamSet *ps, const ModelConfig *c, const char *prefix,
                       char *err, size_t errlen)
 {
+    const TransformerOptions *o = transformer_options(c);
     const int d = c->hidden_dim, dqk = c->state_dim, H = c->num_heads;
-    const bool norm = c->kind == MODEL_NORM_ATTENTION;
+    const bool norm = o->attention == ATTENTION_NORM;
     const int nproj = norm ? d + 2 * dqk + H : 2 * dqk + d;
     const int nconv = d + 2 * dqk; /* q, k, v channels; never n */
     *a = (AttentionLayer){0};
@@ -33,11 +34,11 @@ int attention_declare(AttentionLayer *a, ParamSet *ps, const ModelConfig *c, con
     if (!(a->field = declare(ps, prefix, name, nd, s0, s1, s2, err, errlen))) return -1
     DECL(proj_w, norm ? "Wvqkn.weight" : "Wqkv.weight", 2, nproj, d, 0);
     DECL(proj_b, norm ? "Wvqkn.bias" : "Wqkv.bias", 1, nproj, 0, 0);
-    if (c->dim_conv > 0) {
-        DECL(conv_w, "conv1d.weight", 3, nconv, 1, c->dim_conv);
+    if (o->dim_conv > 0) {
+        DECL(conv_w, "conv1d.weight", 3, nconv, 1, o->dim_conv);
         DECL(conv_b, "conv1d.bias", 1, nconv, 0, 0);
     }
-    if (norm && c->offset) DECL(offset, "inner_attn.offset", 1, H, 0, 0);
+    if (norm && o->offset) DECL(offset, "inner_attn.offset", 1, H, 0, 0);
     DECL(out_w, "out_proj.weight", 2, d, d, 0);
     DECL(out_b, "out_proj.bias", 1, d, 0, 0);
 #undef DECL
@@ -108,10 +109,11 @@ static void spectra_from_log_eta(const double *log_eta, int B, int H, int L, dou
 Tensor *attention_forward(const AttentionLayer *a, const ModelConfig *c, Graph *g, Tensor *u,
                           double *eig, size_t eig_bstride)
 {
+    const TransformerOptions *o = transformer_options(c);
     const int d = c->hidden_dim, dqk = c->state_dim, H = c->num_heads, dh = dqk / H;
     if (u->ndim != 3 || u->shape[2] != d) op_shape_error("attention", "input must be (B, L, d)", u, NULL);
     const int B = u->shape[0], L = u->shape[1];
-    const bool norm = c->kind == MODEL_NORM_ATTENTION;
+    const bool norm = o->attention == ATTENTION_NORM;
     double *log_eta = NULL;
     if (eig && !norm && L > 1) log_eta = graph_scratch(g, (size_t)B * H * L * sizeof(double));
 
@@ -128,11 +130,11 @@ Tensor *attention_forward(const AttentionLayer *a, const ModelConfig *c, Graph *
         qkv = op_conv1d_silu(g, proj, 0, d + 2 * dqk, &a->conv_w->t, &a->conv_b->t);
 
     Tensor *y;
-    if (c->kind == MODEL_SM_ATTENTION) {
+    if (o->attention == ATTENTION_SOFTMAX) {
         /* q, k, v read in place from the columns of qkv */
-        y = op_causal_softmax_attn_qkv(g, qkv, dqk, d, H, (float)(1.0 / sqrt((double)dh)), c->att_dropout,
+        y = op_causal_softmax_attn_qkv(g, qkv, dqk, d, H, (float)(1.0 / sqrt((double)dh)), o->att_dropout,
                                        log_eta);
-    } else if (c->kind == MODEL_LIN_ATTENTION) {
+    } else if (o->attention == ATTENTION_LINEAR) {
         Tensor *q = op_elu1_cols(g, qkv, 0, dqk, 1.0f), *k = op_elu1_cols(g, qkv, dqk, dqk, 1.0f);
         Tensor *v = op_slice_cols(g, qkv, 2 * dqk, d);
         y = op_causal_linear_attn(g, q, k, v, H, true, log_eta);
@@ -141,18 +143,18 @@ Tensor *attention_forward(const AttentionLayer *a, const ModelConfig *c, Graph *
         Tensor *v = vqk[0] ? vqk[0] : op_slice_cols(g, qkv, 0, d), *q, *k;
         Tensor *qsrc = vqk[1] ? vqk[1] : qkv, *ksrc = vqk[2] ? vqk[2] : qkv;
         const int q0 = vqk[1] ? 0 : d, k0 = vqk[2] ? 0 : d + dqk;
-        const float ks = c->scale_B ? (float)(1.0 / sqrt((double)dh)) : 1.0f;
-        if (c->approx_fn == APPROX_ELU) { /* feature maps read their columns in place */
+        const float ks = o->scale_B ? (float)(1.0 / sqrt((double)dh)) : 1.0f;
+        if (o->approx_fn == APPROX_ELU) { /* feature maps read their columns in place */
             q = op_elu1_cols(g, qsrc, q0, dqk, 1.0f);
             k = op_elu1_cols(g, ksrc, k0, dqk, ks);
         } else {
             q = vqk[1] ? vqk[1] : op_slice_cols(g, qkv, d, dqk);
             k = vqk[2] ? vqk[2] : op_slice_cols(g, qkv, d + dqk, dqk);
-            if (c->scale_B) k = op_scale(g, k, ks);
+            if (o->scale_B) k = op_scale(g, k, ks);
         }
         Tensor *num = op_causal_linear_attn(g, q, k, v, H, false, NULL);
         Tensor *act = a->offset ? op_add_cols(g, n, &a->offset->t) : n; /* a = n + o_h, (B, L, H) */
-        Tensor *m = op_exp(g, op_scale(g, apply_norm_fn(g, c->norm_fn, act), -1.0f));
+        Tensor *m = op_exp(g, op_scale(g, apply_norm_fn(g, o->norm_fn, act), -1.0f));
         y = op_mul_heads(g, num, m);
         if (eig && L > 1)
             for (int b = 0; b < B; b++)
@@ -160,7 +162,7 @@ Tensor *attention_forward(const AttentionLayer *a, const ModelConfig *c, Graph *
                     double *e = eig + (size_t)b * eig_bstride + (size_t)h * (L - 1);
                     const float *ab = act->data + (size_t)b * L * H + h;
                     for (int t = 1; t < L; t++)
-                        e[t - 1] = norm_eig(c->norm_fn, ab[(size_t)(t - 1) * H], ab[(size_t)t * H]);
+                        e[t - 1] = norm_eig(o->norm_fn, ab[(size_t)(t - 1) * H], ab[(size_t)t * H]);
                 }
     }
     if (log_eta) spectra_from_log_eta(log_eta, B, H, L, eig, eig_bstride);
@@ -168,6 +170,6 @@ Tensor *attention_forward(const AttentionLayer *a, const ModelConfig *c, Graph *
      * output before out_proj (element-wise, so on the merged heads as well
      * as per head).  No op at all for att_dropout = 0, so such models keep
      * the dropout-op indices (and masks) they had before att_dropout existed. */
-    if (c->kind != MODEL_SM_ATTENTION && c->att_dropout > 0.0f) y = op_dropout(g, y, c->att_dropout);
+    if (o->attention != ATTENTION_SOFTMAX && o->att_dropout > 0.0f) y = op_dropout(g, y, o->att_dropout);
     return op_linear(g, y, &a->out_w->t, &a->out_b->t);
 }

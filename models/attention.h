@@ -1,4 +1,5 @@
-/* The attention layers of the transformer backbone (SPEC 3.2-3.4): softmax,
+/* The attention layers of the transformer backbone (docs/parameters.md,
+ * docs/eigenvalues.md): softmax,
  * linear and norm attention with the optional causal depthwise conv.
  *
  * Input u = LN(x) (B, L, d); d = hidden_dim, d_qk = state_dim, H heads,
@@ -21,7 +22,7 @@
  *   inner_attn.offset (H)                                      norm with offset
  *   out_proj.weight (d, d), out_proj.bias (d)
  *
- * Spectra (SPEC 6, "dsf"), float64, from the very tensors of this forward
+ * Spectra (docs/eigenvalues.md, method "dsf"), float64, from the very tensors of this forward
  * (after LN, conv and feature maps, with the 1/sqrt(dh) scale):
  *   sm, lin: eig_t = exp(log eta_{t-1} - log eta_t) from the kernels' log eta;
  *   norm:    eig_t = exp(f(a_{t-1}) - f(a_t)), f evaluated in float64 on the
@@ -36,6 +37,7 @@
 #include "../src/param.h"
 #include "../src/rng.h"
 #include "model.h"
+#include "transformer_options.h"
 
 typedef struct AttentionLayer {
     Param *proj_w, *proj_b;   /* Wqkv (sm, lin) or Wvqkn (norm) */
@@ -59,6 +61,12 @@ void attention_init(const AttentionLayer *a, const ModelConfig *c, Rng *r);
  * (B, layers, H, L-1) array of model.h at this layer). */
 Tensor *attention_forward(const AttentionLayer *a, const ModelConfig *c, Graph *g, Tensor *u,
                           double *eig, size_t eig_bstride);
+
+/* This layer's eigenvalues by method "paper" (docs/eigenvalues.md,
+ * models/attention_paper.c) from the OUTPUT x (B, L, d) of its block, into
+ * eig[b * eig_bstride + h * (L-1) + t] as attention_forward's.  No tape. */
+void attention_paper_eig(const AttentionLayer *a, const ModelConfig *c, Graph *g, Tensor *x, double *eig,
+                         size_t eig_bstride);
 
 /* The float64 normalisation function f of norm attention, as the spectra
  * use it (softplus evaluated without overflow). */

@@ -1,6 +1,6 @@
-/* Mamba-2 model (SPEC 3.5): parameters, initialisation, forward pass built
- * from engine ops (backward comes from the tape), dsf spectra.  See
- * mamba2.h for the equations and the parameter table. */
+/* The Mamba-2 family: parameters, initialisation, forward pass built from
+ * engine ops (backward comes from the tape), dsf and paper spectra, config
+ * keys.  See mamba2.h for the equations and the parameter table. */
 #include "mamba2.h"
 
 #include <math.h>
@@ -11,9 +11,10 @@
 
 #include "../src/init.h"
 #include "../src/ops.h"
+#include "../src/ops/ssd.h"
 #include "../src/rng.h"
 #include "encoder.h"
-#include "ssd.h"
+#include "paper_math.h"
 
 #define MAMBA2_LN_EPS 1e-5f
 
@@ -49,37 +50,6 @@ static int fail(char *err, size_t errlen, const char *fmt, ...)
     return -1;
 }
 
-static int check_config(const ModelConfig *c, char *err, size_t errlen)
-{
-    if (c->kind != MODEL_MAMBA2) return fail(err, errlen, "model: not a Mamba-2 config");
-    if (c->vocab_size <= 0)
-        return fail(err, errlen, "model.vocab_size must be > 0 (got %d)", c->vocab_size);
-    if (c->output_dim <= 0)
-        return fail(err, errlen, "model.output_dim must be > 0 (got %d)", c->output_dim);
-    if (c->hidden_dim <= 0)
-        return fail(err, errlen, "model.hidden_dim must be > 0 (got %d)", c->hidden_dim);
-    if (c->state_dim <= 0)
-        return fail(err, errlen, "model.state_dim must be > 0 (got %d)", c->state_dim);
-    if (c->num_heads <= 0)
-        return fail(err, errlen, "model.num_heads must be > 0 (got %d)", c->num_heads);
-    if (c->hidden_dim % c->num_heads != 0)
-        return fail(err, errlen, "model.num_heads (%d) must divide model.hidden_dim (%d)",
-                    c->num_heads, c->hidden_dim);
-    if (c->pseudo_lti && c->state_dim % c->num_heads != 0)
-        return fail(err, errlen,
-                    "model.num_heads (%d) must divide model.state_dim (%d) with pseudoLTI",
-                    c->num_heads, c->state_dim);
-    if (c->num_layers <= 0)
-        return fail(err, errlen, "model.num_layers must be > 0 (got %d)", c->num_layers);
-    if (c->conv_dim < 0)
-        return fail(err, errlen, "model.conv_dim must be >= 0 (got %d)", c->conv_dim);
-    if (!(c->dropout >= 0.0f && c->dropout < 1.0f))
-        return fail(err, errlen, "model.dropout must be in [0, 1) (got %g)", (double)c->dropout);
-    if (c->head != HEAD_LM && c->head != HEAD_CLASSIFIER)
-        return fail(err, errlen, "model: unknown head kind %d", (int)c->head);
-    return 0;
-}
-
 static Param *add(ParamSet *ps, int *ok, const char *name, int ndim, const int *shape)
 {
     Param *p = paramset_add(ps, name, ndim, shape);
@@ -87,13 +57,13 @@ static Param *add(ParamSet *ps, int *ok, const char *name, int ndim, const int *
     return p;
 }
 
-int mamba2_create(Model *m, char *err, size_t errlen)
+static int mamba2_create(Model *m, char *err, size_t errlen)
 {
     m->impl = NULL;
     const ModelConfig *c = &m->cfg;
-    if (check_config(c, err, errlen)) return -1;
-    const int d = c->hidden_dim, N = c->state_dim, H = c->num_heads, K = c->conv_dim;
-    const int n_dt = c->pseudo_lti ? 1 : H, C = d + 2 * N;
+    const Mamba2Options *o = mamba2_options(c);
+    const int d = c->hidden_dim, N = c->state_dim, H = c->num_heads, K = o->conv_dim;
+    const int n_dt = o->pseudo_lti ? 1 : H, C = d + 2 * N;
 
     Mamba2Impl *im = calloc(1, sizeof *im + (size_t)c->num_layers * sizeof(Mamba2Layer));
     if (!im) return fail(err, errlen, "out of memory");
@@ -111,7 +81,7 @@ int mamba2_create(Model *m, char *err, size_t errlen)
 #define NAME(suffix) (snprintf(name, sizeof name, "blocks.%d.%s", i, suffix), name)
         l->in_proj_w = add(ps, &ok, NAME("mamba.in_proj.weight"), 2, (int[]){C + n_dt, d});
         l->dt_bias = add(ps, &ok, NAME("mamba.dt_bias"), 1, (int[]){H});
-        if (c->pseudo_lti) {
+        if (o->pseudo_lti) {
             l->D = add(ps, &ok, NAME("mamba.D"), 1, (int[]){H});
             l->A = add(ps, &ok, NAME("mamba.A"), 1, (int[]){H});
         } else {
@@ -123,7 +93,7 @@ int mamba2_create(Model *m, char *err, size_t errlen)
             l->conv_b = add(ps, &ok, NAME("mamba.conv1d.bias"), 1, (int[]){C});
         }
         l->out_proj_w = add(ps, &ok, NAME("mamba.out_proj.weight"), 2, (int[]){d, d});
-        if (c->glu) {
+        if (o->glu) {
             l->glu_w = add(ps, &ok, NAME("glu.linear.weight"), 2, (int[]){2 * d, d});
             l->glu_b = add(ps, &ok, NAME("glu.linear.bias"), 1, (int[]){2 * d});
         }
@@ -147,7 +117,7 @@ int mamba2_create(Model *m, char *err, size_t errlen)
     return 0;
 }
 
-void mamba2_free(Model *m)
+static void mamba2_free(Model *m)
 {
     free(m->impl);
     m->impl = NULL;
@@ -177,7 +147,7 @@ static void init_A_log(Param *p, Rng *r)
     }
 }
 
-void mamba2_init(Model *m, uint64_t seed)
+static void mamba2_init(Model *m, uint64_t seed)
 {
     Mamba2Impl *im = m->impl;
     Rng r;
@@ -187,7 +157,7 @@ void mamba2_init(Model *m, uint64_t seed)
         Mamba2Layer *l = &im->layer[i];
         init_linear_default(l->in_proj_w, NULL, &r);
         init_dt_bias(l->dt_bias, &r);
-        if (m->cfg.pseudo_lti) {
+        if (mamba2_options(&m->cfg)->pseudo_lti) {
             init_param_constant(l->D, 1.0f);
             init_param_uniform(l->A, &r, -8.0, -2.0);
         } else {
@@ -224,7 +194,7 @@ static Tensor *ssd_layer(const Model *m, const Mamba2Layer *l, Graph *g, Tensor 
     const ModelConfig *c = &m->cfg;
     const int Bn = u->shape[0], L = u->shape[1];
     const int d = c->hidden_dim, N = c->state_dim, H = c->num_heads, C = d + 2 * N;
-    const bool lti = c->pseudo_lti;
+    const bool lti = mamba2_options(c)->pseudo_lti;
 
     Tensor *zx = op_linear(g, u, &l->in_proj_w->t, NULL);          /* (B, L, C + n_dt) */
     Tensor *xBC = l->conv_w ? NULL : op_slice_cols(g, zx, 0, C); /* the conv reads zx */
@@ -279,24 +249,25 @@ static Tensor *ssd_layer(const Model *m, const Mamba2Layer *l, Graph *g, Tensor 
     return op_linear(g, y, &l->out_proj_w->t, NULL);
 }
 
-Tensor *mamba2_forward(Model *m, Graph *g, const ModelBatch *b, double *eig)
+static Tensor *mamba2_forward(Model *m, Graph *g, const ModelBatch *b, double *eig)
 {
     Mamba2Impl *im = m->impl;
     const ModelConfig *c = &m->cfg;
+    const bool prenorm = mamba2_options(c)->prenorm;
     const int Bn = b->B, L = b->L, d = c->hidden_dim;
     const size_t eig_stride_b = (size_t)im->n_layers * c->num_heads * L;
 
     Tensor *x = encoder_forward(&im->enc, g, b);   /* (B, L, d), no encoder dropout (reference) */
     for (int i = 0; i < im->n_layers; i++) {
         const Mamba2Layer *l = &im->layer[i];
-        Tensor *u = c->prenorm ? op_layernorm(g, x, &l->norm_w->t, &l->norm_b->t, MAMBA2_LN_EPS) : x;
+        Tensor *u = prenorm ? op_layernorm(g, x, &l->norm_w->t, &l->norm_b->t, MAMBA2_LN_EPS) : x;
         double *eig_l = eig ? eig + (size_t)i * c->num_heads * L : NULL;
         Tensor *h = ssd_layer(m, l, g, u, eig_l, eig_stride_b);
         h = op_dropout(g, op_gelu(g, h), c->dropout);
         if (l->glu_w) h = op_glu(g, op_linear(g, h, &l->glu_w->t, &l->glu_b->t));
         h = op_dropout(g, h, c->dropout);
         x = op_add(g, x, h);
-        if (!c->prenorm) x = op_layernorm(g, x, &l->norm_w->t, &l->norm_b->t, MAMBA2_LN_EPS);
+        if (!prenorm) x = op_layernorm(g, x, &l->norm_w->t, &l->norm_b->t, MAMBA2_LN_EPS);
     }
 
     if (c->head == HEAD_CLASSIFIER) {
@@ -318,15 +289,161 @@ Tensor *mamba2_block_forward(Model *m, Graph *g, int i, Tensor *x)
 {
     Mamba2Impl *im = m->impl;
     const ModelConfig *c = &m->cfg;
+    const bool prenorm = mamba2_options(c)->prenorm;
     const Mamba2Layer *l = &im->layer[i];
     /* the same ops in the same order as the loop in mamba2_forward (a test
      * checks that chaining this reproduces model_forward bit for bit) */
-    Tensor *u = c->prenorm ? op_layernorm(g, x, &l->norm_w->t, &l->norm_b->t, MAMBA2_LN_EPS) : x;
+    Tensor *u = prenorm ? op_layernorm(g, x, &l->norm_w->t, &l->norm_b->t, MAMBA2_LN_EPS) : x;
     Tensor *h = ssd_layer(m, l, g, u, NULL, 0);
     h = op_dropout(g, op_gelu(g, h), c->dropout);
     if (l->glu_w) h = op_glu(g, op_linear(g, h, &l->glu_w->t, &l->glu_b->t));
     h = op_dropout(g, h, c->dropout);
     x = op_add(g, x, h);
-    if (!c->prenorm) x = op_layernorm(g, x, &l->norm_w->t, &l->norm_b->t, MAMBA2_LN_EPS);
+    if (!prenorm) x = op_layernorm(g, x, &l->norm_w->t, &l->norm_b->t, MAMBA2_LN_EPS);
     return x;
 }
+
+/* ------------------------------------------------------------ paper spectra */
+
+/* Mamba-2 layer i by the reference script (docs/eigenvalues.md) from its
+ * block's output x: eig = exp(softplus(dt + dt_bias) * -exp(A_log)), all
+ * float32 (values within float32 rounding of 1 are exactly 1). */
+static void paper_eig_layer(const Mamba2Layer *l, const ModelConfig *c, Graph *g, Tensor *x, double *eig,
+                            size_t bstride)
+{
+    const int B = x->shape[0], L = x->shape[1], H = c->num_heads;
+    const int row0 = c->hidden_dim + 2 * c->state_dim; /* [x | B | C | dt] */
+    Tensor *dt = paper_linear_rows(g, x, l->in_proj_w, NULL, row0, H);
+    const float *bias = l->dt_bias->t.data, *A_log = l->A_log->t.data;
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++) {
+            const float a = -expf(A_log[h]);
+            double *e = eig + (size_t)b * bstride + (size_t)h * L;
+            for (int t = 0; t < L; t++) {
+                const float delta = paper_softplus(dt->data[((size_t)b * L + t) * H + h] + bias[h]);
+                e[t] = (double)expf(delta * a);
+            }
+        }
+}
+
+/* Pseudo-LTI layer: exp(-softplus(A_h)) for every (b, t), float32 (the
+ * script's exp(beta * A) with beta = 1); no forward needed. */
+static void paper_eig_lti_layer(const Mamba2Layer *l, int B, int L, int H, double *eig, size_t bstride)
+{
+    const float *A = l->A->t.data;
+    for (int h = 0; h < H; h++) {
+        const double v = (double)expf(-paper_softplus(A[h]));
+        for (int b = 0; b < B; b++) {
+            double *e = eig + (size_t)b * bstride + (size_t)h * L;
+            for (int t = 0; t < L; t++) e[t] = v;
+        }
+    }
+}
+
+static void mamba2_spectra_paper(Model *m, Graph *g, const ModelBatch *b, double *eig)
+{
+    const ModelConfig *c = &m->cfg;
+    Mamba2Impl *im = m->impl;
+    const int B = b->B, L = b->L, H = c->num_heads;
+    const size_t bstride = (size_t)c->num_layers * H * L;
+    if (mamba2_options(c)->pseudo_lti) { /* input-independent */
+        for (int i = 0; i < c->num_layers; i++) paper_eig_lti_layer(&im->layer[i], B, L, H, eig + (size_t)i * H * L, bstride);
+        return;
+    }
+    Tensor *x = mamba2_encode(m, g, b); /* the script's encoder(X): no dropout */
+    for (int i = 0; i < c->num_layers; i++) {
+        x = mamba2_block_forward(m, g, i, x);
+        paper_eig_layer(&im->layer[i], c, g, x, eig + (size_t)i * H * L, bstride);
+    }
+}
+
+/* ------------------------------------------------------------ configuration */
+
+static const char *const VERSIONS[] = {"mamba2", NULL};
+
+/* model.version and model.token_embedding come from the family's names and
+ * float_input_key (model_config.c). */
+static void mamba2_register_keys(ConfigSchema *s)
+{
+    config_schema_add_int(s, "model.conv_dim", 4, 0);
+    config_schema_add_int(s, "model.expansion", 1, 0);
+    config_schema_add_bool(s, "model.glu", true, 0);
+    config_schema_add_bool(s, "model.prenorm", true, 0);
+    config_schema_add_bool(s, "model.pseudoLTI", false, 0);
+}
+
+static int mamba2_from_config(const Config *c, ModelConfig *mc, char *err, size_t errlen)
+{
+    Mamba2Options *o = mamba2_options(mc);
+    /* The other family's input-layer key set to false would be silently
+     * ignored by the reference; refuse it. */
+    if (!config_bool(c, "model.embedding"))
+        return config_key_error(c, "model.embedding", err, errlen,
+                                "model.embedding = false has no effect on a Mamba-2 model; its input layer is "
+                                "chosen by model.token_embedding");
+    if (config_int(c, "model.expansion") != 1)
+        return config_key_error(c, "model.expansion", err, errlen,
+                                "model.expansion = %d: the reference Mamba-2 block uses expansion 1 only",
+                                config_int(c, "model.expansion"));
+    if (!config_bool(c, "model.token_embedding")) {
+        mc->input_dim = config_int(c, "model.input_dim");
+        if (mc->input_dim <= 0)
+            return config_key_error(c, "model.input_dim", err, errlen,
+                                    "model.input_dim = %d: float inputs need at least one feature per position",
+                                    mc->input_dim);
+    }
+    /* The reference Mamba model classifies whenever it pools (its configs
+     * say `pooling: "mean"` without `classifier:`); the transformer reads
+     * `classifier`.  The pooling default is "mean", so only an explicitly
+     * given pooling counts. */
+    const int pi = config_schema_find(c->schema, "model.pooling");
+    if (c->source[pi] != CONFIG_FROM_DEFAULT && strcmp(config_str(c, "model.pooling"), "mean") == 0)
+        mc->head = HEAD_CLASSIFIER;
+    o->conv_dim = config_int(c, "model.conv_dim");
+    o->glu = config_bool(c, "model.glu");
+    o->prenorm = config_bool(c, "model.prenorm");
+    o->pseudo_lti = config_bool(c, "model.pseudoLTI");
+    return 0;
+}
+
+static const char *mamba2_name(const ModelConfig *mc)
+{
+    (void)mc;
+    return VERSIONS[0];
+}
+
+static int mamba2_check(const ModelConfig *c, char *err, size_t errlen)
+{
+    const Mamba2Options *o = mamba2_options(c);
+    if (o->conv_dim < 0) return fail(err, errlen, "conv_dim = %d: must be >= 0", o->conv_dim);
+    if (o->pseudo_lti && c->state_dim % c->num_heads != 0)
+        return fail(err, errlen,
+                    "state_dim = %d is not divisible by num_heads = %d (pseudoLTI splits B into one block per head)",
+                    c->state_dim, c->num_heads);
+    return 0;
+}
+
+/* One eigenvalue per head and time step. */
+static SpectraShape mamba2_spectra_shape(const ModelConfig *c, int L)
+{
+    return (SpectraShape){.kind = SPECTRA_PER_STEP, .layers = c->num_layers, .systems = c->num_heads, .steps = L,
+                          .complex = false};
+}
+
+const ModelFamily mamba2_family = {
+    .layer = "mamba",
+    .variant_key = "model.version",
+    .names = VERSIONS,
+    .float_input_key = "model.token_embedding",
+    .register_keys = mamba2_register_keys,
+    .from_config = mamba2_from_config,
+    .name = mamba2_name,
+    .check = mamba2_check,
+    .create = mamba2_create,
+    .free = mamba2_free,
+    .init = mamba2_init,
+    .forward = mamba2_forward,
+    .spectra_paper = mamba2_spectra_paper,
+    .spectra_shape = mamba2_spectra_shape,
+    .check_length = NULL,
+};

@@ -1,4 +1,4 @@
-/* Mamba-2 (SPEC 3.5): the simplified Mamba-2 of the reference study (one
+/* The Mamba-2 family (`model.layer: mamba`, `model.version: mamba2`): the simplified Mamba-2 of the reference study (one
  * group, expand 1, no z gate, no RMSNorm), its pseudo-LTI variant, and the
  * model built from it: input layer (token embedding, or Linear(input_dim, d)
  * on float inputs; models/encoder.h) -> blocks -> Linear head.
@@ -47,36 +47,37 @@
  * rng_uniform per uniform element, two per normal element; Linear weight
  * before its bias; constants draw nothing).
  *
- * Spectra (SPEC 6, method dsf): eig (B, num_layers, H, L) float64,
+ * Spectra (docs/eigenvalues.md, method dsf): eig (B, num_layers, H, L) float64,
  * eig = exp(-(double)Delta_t^h * exp((double)A_log_h)) from the float Delta
  * of the forward pass; pseudo-LTI exp(-softplus((double)A_h)), the same
  * for every (b, t). */
 #ifndef SEQEIG_MODELS_MAMBA2_H
 #define SEQEIG_MODELS_MAMBA2_H
 
-#include <stddef.h>
-#include <stdint.h>
+#include <stdbool.h>
 
 #include "model.h"
 
-/* Validate m->cfg (kind MODEL_MAMBA2), declare the parameters into
- * m->params (which the caller has paramset_init'ed and which must be empty)
- * and finalize it; layer bookkeeping goes to m->impl.  Returns 0, or -1
- * with a message naming the offending config key in err (m->impl is then
- * NULL; the caller frees m->params). */
-int mamba2_create(Model *m, char *err, size_t errlen);
-/* Initialise every parameter (see the table above) from `seed`. */
-void mamba2_init(Model *m, uint64_t seed);
-/* Forward pass on g (see model_forward).  eig: NULL or (B, num_layers,
- * num_heads, L) float64. */
-Tensor *mamba2_forward(Model *m, Graph *g, const ModelBatch *b, double *eig);
-/* The input layer alone, for model_encode. */
+/* The family's own settings, in ModelConfig.options (mamba2_options(cfg)). */
+typedef struct Mamba2Options {
+    int conv_dim;      /* kernel of the conv on x|B|C (0: none) */
+    bool glu;
+    bool prenorm;
+    bool pseudo_lti;
+} Mamba2Options;
+
+_Static_assert(sizeof(Mamba2Options) <= MODEL_OPTIONS_BYTES, "Mamba2Options do not fit ModelConfig");
+
+#define mamba2_options(cfg)                                                                       \
+    _Generic((cfg), const ModelConfig *: (const Mamba2Options *)(const void *)(cfg)->options.bytes, \
+             default: (Mamba2Options *)(void *)(cfg)->options.bytes)
+
+extern const ModelFamily mamba2_family;
+
+/* The input layer alone (no dropout), as the paper spectra run it. */
 Tensor *mamba2_encode(Model *m, Graph *g, const ModelBatch *b);
-/* Block i alone on x (B, L, d): the body of mamba2_forward's layer loop
- * (dropout as g->training says), no spectra.  For the "paper" spectra
- * (models/spectra_paper.c), which need every block's output. */
+/* Block i alone on x (B, L, d): the body of the forward pass's layer loop
+ * (dropout as g->training says), no spectra. */
 Tensor *mamba2_block_forward(Model *m, Graph *g, int i, Tensor *x);
-/* Free m->impl only (model.c frees the ParamSet). */
-void mamba2_free(Model *m);
 
 #endif

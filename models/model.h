@@ -1,13 +1,21 @@
-/* Sequence models: configuration, parameters, forward pass, spectra.
+/* Sequence models: the model-family interface, the registry of families,
+ * and the entry points the trainer, the CLI and the tests call.
+ *
+ * A model family (the transformer backbone with its attention kinds, Mamba-2,
+ * ...) is one ModelFamily value defined in its own file and listed once in
+ * models/model_registry.c; nothing outside the family file knows its
+ * options or switches on it (docs/extending.md walks through adding one).
+ * A family is selected by the config key `model.layer`; a family with
+ * several variants (the transformer's attention kinds) names the key that
+ * picks one (`model.attention_fn`), and the variant's value is the model's
+ * name in run files and reports ("sm-attention", "mamba2").
  *
  * A Model owns its ParamSet (names follow the reference study's PyTorch
- * state_dict, see docs/parameters.md) and builds its forward pass on a
- * Graph from engine ops, so backward comes from the tape.  Two families:
- *   - transformer backbone with softmax / linear / norm attention
- *     (models/transformer.c, models/attention.c), SPEC 3.1-3.4;
- *   - Mamba-2 (models/mamba2.c), SPEC 3.5, incl. the pseudo-LTI variant.
- * The eigenvalue quantity of every layer (SPEC 6, method "dsf") can be
- * requested from the same forward pass; it costs nothing when not asked. */
+ * state_dict, docs/parameters.md) and builds its forward pass on a Graph
+ * from engine ops, so the backward comes from the tape.  The eigenvalue
+ * quantity of every layer (docs/eigenvalues.md) comes from the same forward
+ * pass (method "dsf") or from the family's replica of the reference
+ * analysis script (method "paper"); app/spectra.h turns it into bins. */
 #ifndef SEQEIG_MODEL_H
 #define SEQEIG_MODEL_H
 
@@ -15,52 +23,37 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../src/config.h"
 #include "../src/graph.h"
 #include "../src/param.h"
 
-typedef enum { MODEL_SM_ATTENTION, MODEL_LIN_ATTENTION, MODEL_NORM_ATTENTION, MODEL_MAMBA2 } ModelKind;
-typedef enum { NORM_FN_EXP, NORM_FN_ELU, NORM_FN_SOFTPLUS, NORM_FN_SIGMOID } NormFn;
-typedef enum { APPROX_NONE, APPROX_ELU } ApproxFn;
-typedef enum { MIXER_NONE, MIXER_MLP } MixerKind;
 typedef enum { HEAD_LM, HEAD_CLASSIFIER } HeadKind;
 
+typedef struct ModelFamily ModelFamily;
+
+/* Room for a family's own settings inside ModelConfig (checked at compile
+ * time by each family). */
+#define MODEL_OPTIONS_BYTES 128
+
 typedef struct ModelConfig {
-    ModelKind kind;
+    const ModelFamily *family;
     int vocab_size;      /* token embedding rows (token inputs) */
     int input_dim;       /* 0: token inputs; > 0: float features per position through Linear(input_dim, d) */
     int output_dim;      /* LM: logits per position (usually vocab_size); classifier: classes */
     int hidden_dim;      /* d */
-    int state_dim;       /* d_qk for attention, N for Mamba-2 */
+    int state_dim;       /* the family's state width (q/k width for attention, N for Mamba-2) */
     int num_heads;       /* H */
     int num_layers;
     float dropout;
-    float att_dropout;   /* attention dropout (transformer only): softmax on the probabilities,
-                          * linear / norm on the attention output; 0 = none */
     HeadKind head;
-    int mixer_dim;       /* transformer MLP width and classifier-head width (0: no classifier MLP) */
-
-    /* transformer backbone and attention */
-    int max_pos_embed;   /* > 0: learned absolute positions */
-    MixerKind mixer;
-    bool use_gate;
-    int dim_conv;        /* causal depthwise conv on q,k,v (0: none) */
-    NormFn norm_fn;      /* norm attention */
-    ApproxFn approx_fn;
-    bool scale_B;
-    bool offset;
-
-    /* Mamba-2 */
-    int conv_dim;        /* kernel of the conv on x|B|C */
-    bool glu;
-    bool prenorm;
-    bool pseudo_lti;
+    /* The family's own settings, read through its accessor (e.g.
+     * transformer_options in models/transformer.h); a plain value, so a
+     * ModelConfig can be copied with `=`. */
+    union {
+        max_align_t align;
+        unsigned char bytes[MODEL_OPTIONS_BYTES];
+    } options;
 } ModelConfig;
-
-/* Defaults of the reference study's configs for `kind` (then override). */
-void model_config_defaults(ModelConfig *c, ModelKind kind);
-/* 0 if consistent; otherwise -1 and a message naming the offending key. */
-int model_config_check(const ModelConfig *c, char *err, size_t errlen);
-const char *model_kind_name(ModelKind k);   /* "sm-attention", ..., "mamba2" */
 
 typedef struct Model Model;
 
@@ -80,57 +73,146 @@ struct Model {
     void *impl;              /* family-specific layer bookkeeping */
 };
 
-/* Declare parameters (names as the reference state_dict) and allocate them. */
+/* What a layer's eigenvalues look like (docs/eigenvalues.md "Two shapes").
+ *   per step  (SPECTRA_PER_STEP): real eigenvalues per (sample, layer,
+ *             system, step), input-dependent; the eig arrays of the forward
+ *             and paper hooks are (samples, layers, systems, steps) float64.
+ *             systems = heads, steps = L - 1 (attention) or L (Mamba-2).
+ *   LTI       (SPECTRA_LTI): input-independent eigenvalues of a linear
+ *             time-invariant layer, `steps` (= N) complex values per (layer,
+ *             system = channel); no sample axis.  For the LRU and S4
+ *             families. */
+typedef enum { SPECTRA_PER_STEP, SPECTRA_LTI } SpectraKind;
+typedef struct SpectraShape {
+    SpectraKind kind;
+    int layers;
+    int systems;   /* heads (per step) or channels (LTI) per layer */
+    int steps;     /* values per system: time steps of a length-L sequence, or N */
+    bool complex;  /* values have an imaginary part */
+} SpectraShape;
+
+/* How eigenvalues are computed (docs/eigenvalues.md). */
+typedef enum { SPECTRA_DSF, SPECTRA_PAPER } SpectraMethod;
+
+/* ------------------------------------------------------ the family interface */
+
+struct ModelFamily {
+    const char *layer;        /* the value of model.layer that selects it: "transformer", "mamba" */
+    /* The key choosing a variant ("model.attention_fn"), or NULL; it is
+     * registered as an enum of `names` with names[0] as default. */
+    const char *variant_key;
+    const char *const *names; /* model names: the variant key's values (or the one name), NULL-ended */
+    /* The bool key that, set to false, switches the input layer to float
+     * features (`model.embedding: false`); registered with default true.
+     * NULL: the family reads tokens only. */
+    const char *float_input_key;
+
+    /* Register the family's other model.* keys with their defaults: the one
+     * table of defaults the CLI, tests, bench and oracle all resolve from. */
+    void (*register_keys)(ConfigSchema *s);
+    /* The family's keys of the resolved config into mc (the shared fields
+     * are filled already): 0, or -1 with one message naming key and file. */
+    int (*from_config)(const Config *c, ModelConfig *mc, char *err, size_t errlen);
+    /* The model's name for this config (one of `names`). */
+    const char *(*name)(const ModelConfig *mc);
+    /* The family's consistency checks (after the shared ones): 0 or -1 + message. */
+    int (*check)(const ModelConfig *mc, char *err, size_t errlen);
+
+    /* Declare (names as the reference state_dict) and finalize m->params,
+     * which model_create has initialised; fill m->impl.  0 or -1 + message
+     * (model_create frees m->params then). */
+    int (*create)(Model *m, char *err, size_t errlen);
+    void (*free)(Model *m);                  /* m->impl only */
+    void (*init)(Model *m, uint64_t seed);   /* every parameter from the init stream of seed */
+    /* Forward pass; see model_forward (eig in the family's spectra shape). */
+    Tensor *(*forward)(Model *m, Graph *g, const ModelBatch *b, double *eig);
+    /* Eigenvalues by the reference analysis script; see model_spectra_paper. */
+    void (*spectra_paper)(Model *m, Graph *g, const ModelBatch *b, double *eig);
+    /* The spectra shape of sequences of length L. */
+    SpectraShape (*spectra_shape)(const ModelConfig *mc, int L);
+    /* NULL, or 0 if sequences of length L (>= 1) fit the model, else -1 + a
+     * message naming the limiting key. */
+    int (*check_length)(const ModelConfig *mc, int L, char *err, size_t errlen);
+};
+
+/* ------------------------------------------------------ registry (model_registry.c) */
+
+int model_family_count(void);
+const ModelFamily *model_family_at(int i);
+/* The family selected by a model.layer value, or NULL. */
+const ModelFamily *model_family_by_layer(const char *layer);
+/* The family with a model of this name ("norm-attention"), or NULL. */
+const ModelFamily *model_family_by_name(const char *name);
+
+/* ------------------------------------------------------ configuration (model_config.c) */
+
+/* Register the `model:` keys: the shared ones and every family's. */
+void model_keys_register(ConfigSchema *s);
+
+/* Fill mc from the resolved config (family by model.layer) and check it.
+ * Returns 0, or -1 with one message naming the key and where it was set
+ * (file:line, or the config's path) in err. */
+int model_keys_to_config(const Config *c, ModelConfig *mc, char *err, size_t errlen);
+
+/* The ModelConfig of model `name` that a run config with no other model
+ * key resolves to: the registered defaults (then override fields, or use
+ * model_config_from_keys).  Aborts on an unknown name (programming error). */
+void model_config_defaults(ModelConfig *mc, const char *name);
+
+/* The ModelConfig a run config's `model:` section of these "key=value"
+ * items (keys without the "model." prefix, e.g. "layer=mamba",
+ * "num_layers=1"; NULL-terminated) resolves to.  0, or -1 + message. */
+int model_config_from_keys(ModelConfig *mc, char *err, size_t errlen, ...) __attribute__((sentinel));
+
+/* The shared checks, then the family's: 0 if consistent; otherwise -1 and
+ * a message naming the offending key. */
+int model_config_check(const ModelConfig *c, char *err, size_t errlen);
+
+/* "sm-attention", ..., "mamba2". */
+const char *model_name(const ModelConfig *c);
+
+/* ------------------------------------------------------ models (model.c) */
+
+/* Check cfg, declare the parameters and allocate them. */
 int model_create(Model *m, const ModelConfig *cfg, char *err, size_t errlen);
 void model_free(Model *m);
-/* Initialise every parameter as SPEC 3 from the init stream of `seed`. */
+/* Initialise every parameter (docs/parameters.md) from the init stream of `seed`. */
 void model_init(Model *m, uint64_t seed);
 
 /* Forward pass.  Returns logits: (n_rows, output_dim) for HEAD_LM,
  * (B, output_dim) for HEAD_CLASSIFIER.  If `eig` is non-NULL it receives
- * the per-layer eigenvalue quantity of SPEC 6 (method "dsf") as float64,
- * shape (B, num_layers, num_heads, model_spectra_T(m, L)). */
+ * the per-layer eigenvalue quantity (method "dsf") as float64 in the
+ * model's spectra shape; for SPECTRA_PER_STEP (B, layers, systems, steps). */
 Tensor *model_forward(Model *m, Graph *g, const ModelBatch *batch, double *eig);
 
-/* How eigenvalues are computed (SPEC 6, docs/eigenvalues.md). */
-typedef enum { SPECTRA_DSF, SPECTRA_PAPER } SpectraMethod;
-/* "dsf" / "paper" -> SpectraMethod; -1 for an unknown name. */
-int spectra_method_parse(const char *name);
-
-/* Eigenvalues of `batch` by `method` into eig (B, num_layers, num_heads,
- * model_spectra_T) float64.  Starts a new step on g (graph_begin, no tape,
- * evaluation mode, except that method "paper" at `init` runs with dropout
- * active, as the reference script analyses its untrained model).
- * Parameters are not changed. */
-void model_spectra(Model *m, Graph *g, const ModelBatch *batch, SpectraMethod method, bool init,
-                   double *eig);
-
-/* SPEC 6 eigenvalues by method "paper" (models/spectra_paper.c,
- * docs/eigenvalues.md): the reference study's analysis script
- * (analysis/eval_eig.py) reproduced with its quirks and its float32/float64
- * steps.  The embedding (word [+ position], no dropout) is run through the
- * blocks one at a time; layer i's projection is applied to the OUTPUT of
- * block i, without LayerNorm or conv.  Blocks run with g->training as set
- * (the caller uses training = true for init spectra, as the script does);
- * no tape is recorded whatever g->grad_enabled says (it is restored), and
- * parameters are not modified.  eig: (B, num_layers, num_heads,
- * model_spectra_T(m, L)) float64, same order as model_forward's.
- * batch->rows and batch->mask are ignored. */
-void model_spectra_paper(Model *m, Graph *g, const ModelBatch *batch, double *eig);
-
-/* The input layer alone (models/encoder.h): (B, L, d) on g, no dropout. */
-Tensor *model_encode(Model *m, Graph *g, const ModelBatch *batch);
-
-/* Time steps per sequence in the spectra: L - 1 for attention, L for Mamba-2. */
+/* The spectra shape of sequences of length L. */
+SpectraShape model_spectra_shape(const Model *m, int L);
+/* Its steps: time steps per sequence (L - 1 for attention, L for Mamba-2). */
 int model_spectra_T(const Model *m, int L);
 
-/* For padded inputs (mask (S, L), valid positions a prefix): the number of
- * spectra steps of each sample's valid part, model_spectra_T(valid length). */
-void model_spectra_valid_steps(const Model *m, const float *mask, int S, int L, int *n_valid);
+/* Eigenvalues by method "paper" (docs/eigenvalues.md): the reference
+ * study's analysis script reproduced with its quirks and its float32 /
+ * float64 steps.  The input layer (no dropout) is run through the blocks
+ * one at a time and layer i's projection is applied to the OUTPUT of block
+ * i, without LayerNorm or conv.  Blocks run with g->training as set (the
+ * caller uses training = true for init spectra, as the script does); no
+ * tape is recorded whatever g->grad_enabled says (it is restored), and
+ * parameters are not modified.  eig in the model's spectra shape, as
+ * model_forward's.  batch->rows and batch->mask are ignored. */
+void model_spectra_paper(Model *m, Graph *g, const ModelBatch *batch, double *eig);
+
+/* Eigenvalues of `batch` by `method` into eig.  Starts a new step on g
+ * (graph_begin, no tape, evaluation mode, except that method "paper" at
+ * `init` runs with dropout active, as the reference script analyses its
+ * untrained model).  Parameters are not changed.  app/spectra.h wraps this
+ * with the NaN check, valid steps and bins. */
+void model_eigenvalues(Model *m, Graph *g, const ModelBatch *batch, SpectraMethod method, bool init,
+                       double *eig);
 
 /* 0 if sequences of length L (>= 1) can be fed to the model; otherwise -1
- * and a message naming the limiting key (max_pos_embed: learned positions
- * exist only for t < max_pos_embed).  model_forward aborts on such a batch. */
+ * and a message naming the limiting key (e.g. max_pos_embed: learned
+ * positions exist only for t < max_pos_embed).  model_forward aborts on
+ * such a batch. */
 int model_check_length(const Model *m, int L, char *err, size_t errlen);
 
 #endif

@@ -1,4 +1,6 @@
-/* Transformer backbone for the three attention kinds (SPEC 3.1).
+/* The transformer family: the backbone of the three attention kinds
+ * (docs/parameters.md), registered as `model.layer: transformer` with the
+ * variant key `model.attention_fn`.
  *
  *   x = Embedding(tokens) [+ position embedding (max_pos_embed > 0)]
  *       or Linear(input_dim, d) on float features (input_dim > 0);      x = Dropout(x)
@@ -19,9 +21,8 @@
  *   layers.i.mixer.decoder.weight/bias, layers.i.norm.weight/bias; norm.weight/bias;
  *   decoder.weight or classifier.encoder.weight/bias, classifier.decoder.weight/bias.
  *
- * Same contract as mamba2.h: the caller (model.c) has set m->cfg, checked it
- * and paramset_init'ed m->params; create declares and finalizes the
- * parameters and fills m->impl; free releases m->impl only. */
+ * Its settings are TransformerOptions (transformer_options.h); its hooks are
+ * those of ModelFamily (model.h), reached through transformer_family. */
 #ifndef SEQEIG_MODELS_TRANSFORMER_H
 #define SEQEIG_MODELS_TRANSFORMER_H
 
@@ -29,17 +30,14 @@
 #include <stdint.h>
 
 #include "model.h"
+#include "transformer_options.h"
 
-int transformer_create(Model *m, char *err, size_t errlen);
-void transformer_init(Model *m, uint64_t seed);
-/* See model_forward; eig: NULL or (B, num_layers, num_heads, L-1) float64. */
-Tensor *transformer_forward(Model *m, Graph *g, const ModelBatch *b, double *eig);
-void transformer_free(Model *m);
-/* The input layer alone (no dropout), for model_encode. */
+extern const ModelFamily transformer_family;
+
+/* The input layer alone (no dropout), as the paper spectra run it. */
 Tensor *transformer_encode(Model *m, Graph *g, const ModelBatch *b);
-/* Block i alone on x (B, L, d), exactly as transformer_forward runs it
- * (dropout as g->training says), no spectra.  For the "paper" spectra
- * (models/spectra_paper.c), which need every block's output. */
+/* Block i alone on x (B, L, d), exactly as the forward pass runs it
+ * (dropout as g->training says), no spectra. */
 Tensor *transformer_block_forward(Model *m, Graph *g, int i, Tensor *x);
 
 #endif

@@ -68,16 +68,6 @@ const char *config_type_name(ConfigType t)
     return "?";
 }
 
-const char *config_source_name(ConfigSource s)
-{
-    switch (s) {
-    case CONFIG_FROM_DEFAULT: return "default";
-    case CONFIG_FROM_FILE: return "file";
-    case CONFIG_FROM_OVERRIDE: return "override";
-    }
-    return "?";
-}
-
 /* Length of the section part of "section.key". */
 static size_t section_len(const char *key)
 {

@@ -151,6 +151,5 @@ int config_value_text(const Config *c, int i, char *buf, size_t n);
 char *config_to_yaml(const Config *c);
 
 const char *config_type_name(ConfigType t);    /* "integer", "number", ... */
-const char *config_source_name(ConfigSource s); /* "default", "file", "override" */
 
 #endif

@@ -157,6 +157,7 @@ Task *cifar_task_create(const Config *c, uint64_t seed, char *err, size_t errlen
         return NULL;
     }
     Task *t = seqcls_task_create("cifar", &train, &test, idx, n_train, 256, CIFAR_CLASSES, 0, seed, err, errlen);
+    if (t) t->input_kind_key = "dataset.tokenize"; /* true: pixel tokens, false: normalised gray floats */
     if (t && !config_bool(c, "dataset.tokenize")) {
         float table[256];
         for (int v = 0; v < 256; v++) table[v] = cifar_feature(v);

@@ -161,18 +161,6 @@ int listops_parse(const char *text, uint8_t *out, int cap)
     }
 }
 
-int listops_format(const uint8_t *tokens, int len, char *buf, size_t n)
-{
-    size_t pos = 0;
-    for (int i = 0; i < len; i++) {
-        const char *w = tokens[i] < LISTOPS_VOCAB ? TOKEN_TEXT[tokens[i]] : "?";
-        int k = snprintf(pos < n ? buf + pos : NULL, pos < n ? n - pos : 0, "%s%s", i ? " " : "", w);
-        pos += (size_t)k;
-    }
-    if (n && len == 0) buf[0] = '\0';
-    return (int)pos;
-}
-
 /* ---- distinct sample sets -------------------------------------------- */
 
 static uint64_t hash_tokens(const uint8_t *t, int len)

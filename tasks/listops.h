@@ -75,8 +75,6 @@ int listops_eval(const uint8_t *tokens, int n);
  * listops_parse returns the number of tokens written (<= cap) or -1 on an
  * unknown word or overflow; "<eos>"/"<pad>" are accepted. */
 int listops_parse(const char *text, uint8_t *out, int cap);
-/* Writes at most n bytes (NUL-terminated); returns the full length. */
-int listops_format(const uint8_t *tokens, int len, char *buf, size_t n);
 
 /* A set of distinct samples: expression tokens without EOS, concatenated. */
 typedef struct ListopsDataset {

@@ -107,6 +107,7 @@ Task *mqar_task_create(const Config *c, uint64_t seed, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
+    t->base.impl = t; /* mqar_destroy reaches t through it on the failure paths below */
     char msg[256];
     int n_train = config_int(c, "dataset.num_train_examples");
     int n_test = config_int(c, "dataset.num_test_examples");

@@ -41,6 +41,8 @@ struct Task {
     int input_dim;         /* 0: the model reads tokens; > 0: it reads `features` (float
                               values per position, e.g. normalised pixels), tokens are
                               still filled as the raw record of the input */
+    const char *input_kind_key; /* the dataset key that switches between token and float inputs
+                              (e.g. "dataset.tokenize"), for messages; NULL if there is none */
     int num_outputs;       /* classes the output layer must provide */
     bool classification;   /* one label per sequence */
     int n_test;            /* test examples */

@@ -8,9 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../models/attn_dropout.h"
-#include "../models/attn_softmax.h"
-#include "../models/model_keys.h"
+#include "../src/ops/attn_dropout.h"
+#include "../src/ops/attn_softmax.h"
+#include "../models/transformer.h"
 #include "../src/ops.h"
 #include "../src/rng.h"
 #include "testutil.h"
@@ -517,11 +517,11 @@ START_TEST(test_config_att_dropout_loads_and_is_range_checked)
     ModelConfig mc;
     char err[512] = "";
     ck_assert_msg(load_model_config("model:\n  att_dropout: 0.1\n", &mc, err, sizeof err) == 0, "%s", err);
-    ck_assert(mc.att_dropout == 0.1f);
+    ck_assert(transformer_options(&mc)->att_dropout == 0.1f);
     ck_assert_msg(load_model_config("model:\n  layer: mamba\n  att_dropout: 0.2\n", &mc, err, sizeof err) == 0,
                   "%s", err);
     ck_assert(load_model_config("model:\n  hidden_dim: 64\n", &mc, err, sizeof err) == 0);
-    ck_assert(mc.att_dropout == 0.0f);
+    ck_assert(transformer_options(&mc)->att_dropout == 0.0f);
     const char *bad[] = {"model:\n  att_dropout: 1.0\n", "model:\n  att_dropout: -0.1\n"};
     for (int i = 0; i < 2; i++) {
         err[0] = '\0';

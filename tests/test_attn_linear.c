@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../models/attn_linear.h"
+#include "../src/ops/attn_linear.h"
 #include "../src/simd.h"
 #include "testutil.h"
 

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../models/attn_softmax.h"
+#include "../src/ops/attn_softmax.h"
 #include "../src/ops.h"
 #include "testutil.h"
 

@@ -10,34 +10,46 @@
 #include <string.h>
 
 #include "../models/model.h"
-#include "../models/model_keys.h"
+#include "../models/mamba2.h"
+#include "../models/transformer.h"
 #include "../src/init.h"
 #include "../src/ops.h"
 #include "../src/rng.h"
-#include "../src/train.h"
+#include "../app/train.h"
 #include "testutil.h"
 
 enum { B_ = 2, L_ = 6, D_ = 8, F_ = 3 };
 
-static ModelConfig float_input_config(ModelKind kind, int input_dim)
+static ModelConfig float_input_config(const char *name, int input_dim)
 {
     ModelConfig c;
-    model_config_defaults(&c, kind);
+    model_config_defaults(&c, name);
     c.vocab_size = 5; /* unused by float inputs */
     c.input_dim = input_dim;
     c.hidden_dim = D_;
     c.state_dim = 4;
-    c.num_heads = 2;
     c.num_layers = 2;
+    c.num_heads = 2;
     c.dropout = 0.0f;
-    c.max_pos_embed = 0;
     c.head = HEAD_CLASSIFIER;
     c.output_dim = 3;
-    c.mixer = kind == MODEL_MAMBA2 ? MIXER_NONE : MIXER_MLP;
-    c.mixer_dim = kind == MODEL_MAMBA2 ? 0 : 6;
-    c.approx_fn = APPROX_NONE;
-    c.prenorm = false;
+    if (c.family == &transformer_family) {
+        TransformerOptions *o = transformer_options(&c);
+        o->max_pos_embed = 0;
+        o->mixer = MIXER_MLP;
+        o->mixer_dim = 6;
+        o->approx_fn = APPROX_NONE;
+        if (o->attention == ATTENTION_NORM) o->dim_conv = 4;
+    } else {
+        mamba2_options(&c)->prenorm = false;
+    }
     return c;
+}
+
+/* The family's input layer alone. */
+static Tensor *encode(Model *m, Graph *g, const ModelBatch *b)
+{
+    return m->cfg.family == &mamba2_family ? mamba2_encode(m, g, b) : transformer_encode(m, g, b);
 }
 
 static void create(Model *m, const ModelConfig *c, uint64_t seed)
@@ -54,7 +66,7 @@ static void random_features(float *x, size_t n, uint64_t seed)
     for (size_t i = 0; i < n; i++) x[i] = (float)(4.0 * rng_uniform(&r) - 2.0);
 }
 
-static const ModelKind KINDS[] = {MODEL_SM_ATTENTION, MODEL_LIN_ATTENTION, MODEL_NORM_ATTENTION, MODEL_MAMBA2};
+static const char *const KINDS[] = {"sm-attention", "lin-attention", "norm-attention", "mamba2"};
 
 START_TEST(test_float_inputs_declare_encoder_weight_and_bias_first_instead_of_embeddings)
 {
@@ -64,7 +76,7 @@ START_TEST(test_float_inputs_declare_encoder_weight_and_bias_first_instead_of_em
         Model m, mt;
         create(&m, &c, 1);
         create(&mt, &t, 1);
-        const char *kn = model_kind_name(c.kind);
+        const char *kn = model_name(&c);
         ck_assert_str_eq(m.params.items[0]->name, "encoder.weight");
         ck_assert_int_eq(m.params.items[0]->t.ndim, 2);
         ck_assert_int_eq(m.params.items[0]->t.shape[0], D_);
@@ -116,7 +128,7 @@ START_TEST(test_model_encode_is_features_times_weight_plus_bias)
         Graph g;
         graph_init(&g, 0, 1);
         graph_begin(&g, 0, false, false);
-        Tensor *y = model_encode(&m, &g, &mb);
+        Tensor *y = encode(&m, &g, &mb);
         ck_assert_int_eq(y->ndim, 3);
         ck_assert_int_eq(y->shape[2], D_);
         const float *W = paramset_find(&m.params, "encoder.weight")->t.data;
@@ -126,7 +138,7 @@ START_TEST(test_model_encode_is_features_times_weight_plus_bias)
                 double want = bias[o];
                 for (int f = 0; f < F_; f++) want += (double)x[i * F_ + f] * W[o * F_ + f];
                 ck_assert_msg(fabs(y->data[i * D_ + o] - want) <= 1e-6 * (1.0 + fabs(want)), "%s (%d, %d)",
-                              model_kind_name(c.kind), i, o);
+                              model_name(&c), i, o);
             }
         graph_free(&g);
         model_free(&m);
@@ -163,8 +175,8 @@ START_TEST(test_gradients_with_float_inputs_match_finite_differences)
         Tensor **in = malloc(sizeof(Tensor *) * m.params.n);
         for (int i = 0; i < m.params.n; i++) in[i] = &m.params.items[i]->t;
         GcCtx ctx = {&m, &mb, labels};
-        ck_assert_msg(gradcheck(model_kind_name(c.kind), gc_loss, &ctx, in, m.params.n, o), "%s",
-                      model_kind_name(c.kind));
+        ck_assert_msg(gradcheck(model_name(&c), gc_loss, &ctx, in, m.params.n, o), "%s",
+                      model_name(&c));
         free(in);
         model_free(&m);
     }
@@ -195,18 +207,18 @@ START_TEST(test_config_keys_select_the_linear_input_layer)
     ck_assert_msg(keys_to_config("model:\n  attention_fn: sm-attention\n  embedding: false\n", &mc, err, sizeof err) == 0,
                   "%s", err);
     ck_assert_int_eq(mc.input_dim, 1);
-    ck_assert_int_eq(mc.max_pos_embed, 0);
+    ck_assert_int_eq(transformer_options(&mc)->max_pos_embed, 0);
     ck_assert_int_eq(keys_to_config("model:\n  attention_fn: norm-attention\n  embedding: false\n  input_dim: 3\n",
                                     &mc, err, sizeof err), 0);
     ck_assert_int_eq(mc.input_dim, 3);
     /* Mamba-2: token_embedding false (its reference key) */
     ck_assert_int_eq(keys_to_config("model:\n  layer: mamba\n  token_embedding: false\n", &mc, err, sizeof err), 0);
-    ck_assert_int_eq(mc.kind, MODEL_MAMBA2);
+    ck_assert(mc.family == &mamba2_family);
     ck_assert_int_eq(mc.input_dim, 1);
     /* tokens stay the default */
     ck_assert_int_eq(keys_to_config("model:\n  attention_fn: sm-attention\n  max_pos_embed: 64\n", &mc, err, sizeof err), 0);
     ck_assert_int_eq(mc.input_dim, 0);
-    ck_assert_int_eq(mc.max_pos_embed, 64);
+    ck_assert_int_eq(transformer_options(&mc)->max_pos_embed, 64);
 
     static const struct {
         const char *yaml, *want;

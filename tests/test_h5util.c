@@ -2,7 +2,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../src/h5util.h"
+#include "../app/h5util.h"
 #include "testutil.h"
 
 static void tmp_path(char *buf, size_t n, const char *tag)

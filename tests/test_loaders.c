@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #include "../src/config.h"
-#include "../src/train.h"
+#include "../app/train.h"
 #include "../tasks/cifar.h"
 #include "../tasks/imdb.h"
 #include "../tasks/seqcls.h"

@@ -11,6 +11,7 @@
 
 #include "../models/attention.h"
 #include "../models/model.h"
+#include "../models/transformer.h"
 #include "../src/init.h"
 #include "../src/ops.h"
 #include "../src/threads.h"
@@ -20,7 +21,7 @@
 
 typedef struct Variant {
     const char *name;
-    ModelKind kind;
+    AttentionKind kind;
     int dim_conv, max_pos;
     bool gate;
     NormFn norm_fn;
@@ -31,28 +32,30 @@ typedef struct Variant {
     int mixer_dim;
 } Variant;
 
+static const char *const KIND_NAMES[] = {"sm-attention", "lin-attention", "norm-attention"};
+
 #define NF NORM_FN_SOFTPLUS
 static const Variant VARIANTS[] = {
-    {"sm", MODEL_SM_ATTENTION, 0, 16, false, NF, APPROX_NONE, false, false, MIXER_NONE, HEAD_LM, 0},
-    {"sm+conv", MODEL_SM_ATTENTION, 4, 16, false, NF, APPROX_NONE, false, false, MIXER_NONE, HEAD_LM, 0},
-    {"lin", MODEL_LIN_ATTENTION, 0, 16, false, NF, APPROX_NONE, false, false, MIXER_NONE, HEAD_LM, 0},
-    {"lin+conv", MODEL_LIN_ATTENTION, 4, 0, false, NF, APPROX_NONE, false, false, MIXER_NONE, HEAD_LM, 0},
-    {"lin+gate", MODEL_LIN_ATTENTION, 0, 16, true, NF, APPROX_NONE, false, false, MIXER_NONE, HEAD_LM, 0},
-    {"norm softplus elu conv (MQAR)", MODEL_NORM_ATTENTION, 4, 0, false, NORM_FN_SOFTPLUS, APPROX_ELU, true,
+    {"sm", ATTENTION_SOFTMAX, 0, 16, false, NF, APPROX_NONE, false, false, MIXER_NONE, HEAD_LM, 0},
+    {"sm+conv", ATTENTION_SOFTMAX, 4, 16, false, NF, APPROX_NONE, false, false, MIXER_NONE, HEAD_LM, 0},
+    {"lin", ATTENTION_LINEAR, 0, 16, false, NF, APPROX_NONE, false, false, MIXER_NONE, HEAD_LM, 0},
+    {"lin+conv", ATTENTION_LINEAR, 4, 0, false, NF, APPROX_NONE, false, false, MIXER_NONE, HEAD_LM, 0},
+    {"lin+gate", ATTENTION_LINEAR, 0, 16, true, NF, APPROX_NONE, false, false, MIXER_NONE, HEAD_LM, 0},
+    {"norm softplus elu conv (MQAR)", ATTENTION_NORM, 4, 0, false, NORM_FN_SOFTPLUS, APPROX_ELU, true,
      true, MIXER_NONE, HEAD_LM, 0},
-    {"norm exp", MODEL_NORM_ATTENTION, 4, 0, false, NORM_FN_EXP, APPROX_ELU, true, true, MIXER_NONE, HEAD_LM, 0},
-    {"norm elu", MODEL_NORM_ATTENTION, 4, 0, false, NORM_FN_ELU, APPROX_ELU, true, true, MIXER_NONE, HEAD_LM, 0},
-    {"norm sigmoid", MODEL_NORM_ATTENTION, 4, 0, false, NORM_FN_SIGMOID, APPROX_ELU, true, true, MIXER_NONE,
+    {"norm exp", ATTENTION_NORM, 4, 0, false, NORM_FN_EXP, APPROX_ELU, true, true, MIXER_NONE, HEAD_LM, 0},
+    {"norm elu", ATTENTION_NORM, 4, 0, false, NORM_FN_ELU, APPROX_ELU, true, true, MIXER_NONE, HEAD_LM, 0},
+    {"norm sigmoid", ATTENTION_NORM, 4, 0, false, NORM_FN_SIGMOID, APPROX_ELU, true, true, MIXER_NONE,
      HEAD_LM, 0},
-    {"norm approx none no conv", MODEL_NORM_ATTENTION, 0, 0, false, NORM_FN_SOFTPLUS, APPROX_NONE, true, true,
+    {"norm approx none no conv", ATTENTION_NORM, 0, 0, false, NORM_FN_SOFTPLUS, APPROX_NONE, true, true,
      MIXER_NONE, HEAD_LM, 0},
-    {"norm+gate", MODEL_NORM_ATTENTION, 0, 0, true, NORM_FN_SOFTPLUS, APPROX_NONE, true, true, MIXER_NONE,
+    {"norm+gate", ATTENTION_NORM, 0, 0, true, NORM_FN_SOFTPLUS, APPROX_NONE, true, true, MIXER_NONE,
      HEAD_LM, 0},
-    {"norm no offset no scale_B", MODEL_NORM_ATTENTION, 4, 0, false, NORM_FN_SOFTPLUS, APPROX_ELU, false, false,
+    {"norm no offset no scale_B", ATTENTION_NORM, 4, 0, false, NORM_FN_SOFTPLUS, APPROX_ELU, false, false,
      MIXER_NONE, HEAD_LM, 0},
-    {"sm+mlp+classifier", MODEL_SM_ATTENTION, 0, 16, false, NF, APPROX_NONE, false, false, MIXER_MLP,
+    {"sm+mlp+classifier", ATTENTION_SOFTMAX, 0, 16, false, NF, APPROX_NONE, false, false, MIXER_MLP,
      HEAD_CLASSIFIER, 12},
-    {"norm+classifier without MLP", MODEL_NORM_ATTENTION, 4, 0, true, NORM_FN_SOFTPLUS, APPROX_ELU, true, true,
+    {"norm+classifier without MLP", ATTENTION_NORM, 4, 0, true, NORM_FN_SOFTPLUS, APPROX_ELU, true, true,
      MIXER_NONE, HEAD_CLASSIFIER, 0},
 };
 #define N_VARIANTS ((int)(sizeof VARIANTS / sizeof VARIANTS[0]))
@@ -62,7 +65,7 @@ enum { TB = 2, TL = 7, TD = 8, TDQK = 8, TH = 2, TV = 11, TLAYERS = 2, TCLASSES 
 static ModelConfig variant_config(const Variant *v)
 {
     ModelConfig c;
-    model_config_defaults(&c, v->kind);
+    model_config_defaults(&c, KIND_NAMES[v->kind]);
     c.vocab_size = TV;
     c.hidden_dim = TD;
     c.state_dim = TDQK;
@@ -71,15 +74,15 @@ static ModelConfig variant_config(const Variant *v)
     c.dropout = 0.0f;
     c.head = v->head;
     c.output_dim = v->head == HEAD_LM ? TV : (v->mixer_dim > 0 ? TCLASSES : TD);
-    c.mixer_dim = v->mixer_dim;
-    c.max_pos_embed = v->max_pos;
-    c.mixer = v->mixer;
-    c.use_gate = v->gate;
-    c.dim_conv = v->dim_conv;
-    c.norm_fn = v->norm_fn;
-    c.approx_fn = v->approx;
-    c.scale_B = v->scale_B;
-    c.offset = v->offset;
+    transformer_options(&c)->mixer_dim = v->mixer_dim;
+    transformer_options(&c)->max_pos_embed = v->max_pos;
+    transformer_options(&c)->mixer = v->mixer;
+    transformer_options(&c)->use_gate = v->gate;
+    transformer_options(&c)->dim_conv = v->dim_conv;
+    transformer_options(&c)->norm_fn = v->norm_fn;
+    transformer_options(&c)->approx_fn = v->approx;
+    transformer_options(&c)->scale_B = v->scale_B;
+    transformer_options(&c)->offset = v->offset;
     return c;
 }
 
@@ -199,15 +202,15 @@ static void r_attention(const Model *m, int layer, const double *u, int B, int L
     const ModelConfig *c = &m->cfg;
     const int d = c->hidden_dim, dqk = c->state_dim, H = c->num_heads, dh = dqk / H, dv = d / H;
     const int T = L - 1, nl = c->num_layers;
-    const bool norm = c->kind == MODEL_NORM_ATTENTION;
+    const bool norm = transformer_options(c)->attention == ATTENTION_NORM;
     const int np = norm ? d + 2 * dqk + H : 2 * dqk + d, nconv = d + 2 * dqk;
     const char *pw = norm ? "layers.%d.attention.Wvqkn.weight" : "layers.%d.attention.Wqkv.weight";
     const char *pb = norm ? "layers.%d.attention.Wvqkn.bias" : "layers.%d.attention.Wqkv.bias";
     const size_t BL = (size_t)B * L;
     double *p = dalloc(BL * np), *y = dalloc(BL * d);
     r_linear(u, BL, d, prm(m, pw, layer), prm(m, pb, layer), np, p);
-    if (c->dim_conv > 0) {
-        const int K = c->dim_conv;
+    if (transformer_options(c)->dim_conv > 0) {
+        const int K = transformer_options(c)->dim_conv;
         const float *w = prm(m, "layers.%d.attention.conv1d.weight", layer);
         const float *bc = prm(m, "layers.%d.attention.conv1d.bias", layer);
         double *q = dalloc(BL * np);
@@ -227,9 +230,9 @@ static void r_attention(const Model *m, int layer, const double *u, int B, int L
     }
     /* column offsets of q, k, v in p */
     const int oq = norm ? d : 0, ok = norm ? d + dqk : dqk, ov = norm ? 0 : 2 * dqk;
-    const bool phi = c->kind == MODEL_LIN_ATTENTION || (norm && c->approx_fn == APPROX_ELU);
-    const double ck = norm ? (c->scale_B ? 1.0 / sqrt((double)dh) : 1.0) : 1.0;
-    const float *off = (norm && c->offset) ? prm(m, "layers.%d.attention.inner_attn.offset", layer) : NULL;
+    const bool phi = transformer_options(c)->attention == ATTENTION_LINEAR || (norm && transformer_options(c)->approx_fn == APPROX_ELU);
+    const double ck = norm ? (transformer_options(c)->scale_B ? 1.0 / sqrt((double)dh) : 1.0) : 1.0;
+    const float *off = (norm && transformer_options(c)->offset) ? prm(m, "layers.%d.attention.inner_attn.offset", layer) : NULL;
     double *A = dalloc(L), *lg = dalloc(L);
     for (int b = 0; b < B; b++)
         for (int h = 0; h < H; h++) {
@@ -241,23 +244,23 @@ static void r_attention(const Model *m, int layer, const double *u, int B, int L
                     double dot = 0.0;
                     for (int e = 0; e < dh; e++)
                         dot += (phi ? r_elu1(qt[e]) : qt[e]) * (phi ? r_elu1(ks[e]) : ks[e]);
-                    if (c->kind == MODEL_SM_ATTENTION) dot /= sqrt((double)dh);
+                    if (transformer_options(c)->attention == ATTENTION_SOFTMAX) dot /= sqrt((double)dh);
                     A[s] = dot * ck;
                     if (A[s] > mx) mx = A[s];
                 }
-                if (c->kind == MODEL_SM_ATTENTION) {
+                if (transformer_options(c)->attention == ATTENTION_SOFTMAX) {
                     for (int s = 0; s <= t; s++) sum += exp(A[s] - mx);
                     for (int s = 0; s <= t; s++) A[s] = exp(A[s] - mx) / sum;
                     lg[t] = mx + log(sum);
-                } else if (c->kind == MODEL_LIN_ATTENTION) {
+                } else if (transformer_options(c)->attention == ATTENTION_LINEAR) {
                     for (int s = 0; s <= t; s++) sum += A[s];
                     for (int s = 0; s <= t; s++) A[s] /= sum;
                     lg[t] = log(sum);
                 } else {
                     double a = p[((size_t)b * L + t) * np + d + 2 * dqk + h] + (off ? off[h] : 0.0);
-                    double mt = exp(-r_normfn(c->norm_fn, a));
+                    double mt = exp(-r_normfn(transformer_options(c)->norm_fn, a));
                     for (int s = 0; s <= t; s++) A[s] *= mt;
-                    lg[t] = r_normfn(c->norm_fn, a);
+                    lg[t] = r_normfn(transformer_options(c)->norm_fn, a);
                 }
                 for (int e = 0; e < dv; e++) {
                     double s_ = 0.0;
@@ -284,7 +287,7 @@ static void r_attention(const Model *m, int layer, const double *u, int B, int L
 static void r_forward(const Model *m, const ModelBatch *bt, double *logits, double *le, double *sc)
 {
     const ModelConfig *c = &m->cfg;
-    const int B = bt->B, L = bt->L, d = c->hidden_dim, md = c->mixer_dim;
+    const int B = bt->B, L = bt->L, d = c->hidden_dim, md = transformer_options(c)->mixer_dim;
     const size_t BL = (size_t)B * L;
     double *x = dalloc(BL * d), *u = dalloc(BL * d), *att = dalloc(BL * d), *h = dalloc(BL * d);
     double *y = dalloc(BL * d), *z = dalloc(BL * d), *e1 = dalloc(BL * (md > 0 ? md : 1));
@@ -292,7 +295,7 @@ static void r_forward(const Model *m, const ModelBatch *bt, double *logits, doub
     for (size_t i = 0; i < BL; i++)
         for (int j = 0; j < d; j++) {
             x[i * d + j] = we[(size_t)bt->tokens[i] * d + j];
-            if (c->max_pos_embed > 0) x[i * d + j] += prm(m, "encoder.position_embeddings.weight")[(i % L) * d + j];
+            if (transformer_options(c)->max_pos_embed > 0) x[i * d + j] += prm(m, "encoder.position_embeddings.weight")[(i % L) * d + j];
         }
     for (int l = 0; l < c->num_layers; l++) {
         const float *nw = prm(m, "layers.%d.norm.weight", l), *nb = prm(m, "layers.%d.norm.bias", l);
@@ -300,7 +303,7 @@ static void r_forward(const Model *m, const ModelBatch *bt, double *logits, doub
         r_attention(m, l, u, B, L, att, le, sc);
         for (size_t i = 0; i < BL * d; i++) h[i] = x[i] + att[i];
         r_layernorm(h, BL, d, nw, nb, y);
-        if (c->mixer == MIXER_MLP) {
+        if (transformer_options(c)->mixer == MIXER_MLP) {
             r_linear(y, BL, d, prm(m, "layers.%d.mixer.encoder.weight", l), prm(m, "layers.%d.mixer.encoder.bias", l),
                      md, e1);
             for (size_t i = 0; i < BL * md; i++) e1[i] = r_gelu(e1[i]);
@@ -308,7 +311,7 @@ static void r_forward(const Model *m, const ModelBatch *bt, double *logits, doub
                      prm(m, "layers.%d.mixer.decoder.bias", l), d, y);
             for (size_t i = 0; i < BL * d; i++) y[i] += h[i];
         }
-        if (c->use_gate) {
+        if (transformer_options(c)->use_gate) {
             r_linear(x, BL, d, prm(m, "layers.%d.Wz.weight", l), prm(m, "layers.%d.Wz.bias", l), d, z);
             for (size_t i = 0; i < BL * d; i++) y[i] *= r_silu(z[i]);
         }
@@ -405,8 +408,8 @@ typedef struct Expect {
 
 static int expect_params(const ModelConfig *c, Expect *ex)
 {
-    const int d = c->hidden_dim, q = c->state_dim, H = c->num_heads, md = c->mixer_dim;
-    const bool norm = c->kind == MODEL_NORM_ATTENTION;
+    const int d = c->hidden_dim, q = c->state_dim, H = c->num_heads, md = transformer_options(c)->mixer_dim;
+    const bool norm = transformer_options(c)->attention == ATTENTION_NORM;
     int n = 0;
 #define E(nd, s0, s1, s2, ...)                                              \
     do {                                                                    \
@@ -415,7 +418,7 @@ static int expect_params(const ModelConfig *c, Expect *ex)
         n++;                                                                \
     } while (0)
     E(2, c->vocab_size, d, 0, "encoder.word_embeddings.weight");
-    if (c->max_pos_embed) E(2, c->max_pos_embed, d, 0, "encoder.position_embeddings.weight");
+    if (transformer_options(c)->max_pos_embed) E(2, transformer_options(c)->max_pos_embed, d, 0, "encoder.position_embeddings.weight");
     for (int i = 0; i < c->num_layers; i++) {
         if (norm) {
             E(2, d + 2 * q + H, d, 0, "layers.%d.attention.Wvqkn.weight", i);
@@ -424,18 +427,18 @@ static int expect_params(const ModelConfig *c, Expect *ex)
             E(2, 2 * q + d, d, 0, "layers.%d.attention.Wqkv.weight", i);
             E(1, 2 * q + d, 0, 0, "layers.%d.attention.Wqkv.bias", i);
         }
-        if (c->dim_conv) {
-            E(3, d + 2 * q, 1, c->dim_conv, "layers.%d.attention.conv1d.weight", i);
+        if (transformer_options(c)->dim_conv) {
+            E(3, d + 2 * q, 1, transformer_options(c)->dim_conv, "layers.%d.attention.conv1d.weight", i);
             E(1, d + 2 * q, 0, 0, "layers.%d.attention.conv1d.bias", i);
         }
-        if (norm && c->offset) E(1, H, 0, 0, "layers.%d.attention.inner_attn.offset", i);
+        if (norm && transformer_options(c)->offset) E(1, H, 0, 0, "layers.%d.attention.inner_attn.offset", i);
         E(2, d, d, 0, "layers.%d.attention.out_proj.weight", i);
         E(1, d, 0, 0, "layers.%d.attention.out_proj.bias", i);
-        if (c->use_gate) {
+        if (transformer_options(c)->use_gate) {
             E(2, d, d, 0, "layers.%d.Wz.weight", i);
             E(1, d, 0, 0, "layers.%d.Wz.bias", i);
         }
-        if (c->mixer == MIXER_MLP) {
+        if (transformer_options(c)->mixer == MIXER_MLP) {
             E(2, md, d, 0, "layers.%d.mixer.encoder.weight", i);
             E(1, md, 0, 0, "layers.%d.mixer.encoder.bias", i);
             E(2, d, md, 0, "layers.%d.mixer.decoder.weight", i);
@@ -566,9 +569,10 @@ START_TEST(test_init_statistics_bounds_constants_and_offsets)
     /* norm attention with everything: conv, gate, mlp mixer, classifier MLP,
      * 4 heads; a larger vocabulary for the embedding moments */
     ModelConfig c;
-    model_config_defaults(&c, MODEL_NORM_ATTENTION);
+    model_config_defaults(&c, KIND_NAMES[ATTENTION_NORM]);
+    transformer_options(&c)->dim_conv = 4;
     c.vocab_size = 2000, c.hidden_dim = 16, c.state_dim = 16, c.num_heads = 4, c.num_layers = 2;
-    c.use_gate = true, c.mixer = MIXER_MLP, c.mixer_dim = 24, c.head = HEAD_CLASSIFIER, c.output_dim = 10;
+    transformer_options(&c)->use_gate = true, transformer_options(&c)->mixer = MIXER_MLP, transformer_options(&c)->mixer_dim = 24, c.head = HEAD_CLASSIFIER, c.output_dim = 10;
     Model m;
     create_model(&m, &c, 7);
     const double d = 16, K = 4;
@@ -606,7 +610,8 @@ START_TEST(test_init_statistics_bounds_constants_and_offsets)
     model_free(&m);
 
     /* one head: offset_init "exp" gives 4.0 */
-    model_config_defaults(&c, MODEL_NORM_ATTENTION);
+    model_config_defaults(&c, KIND_NAMES[ATTENTION_NORM]);
+    transformer_options(&c)->dim_conv = 4;
     c.vocab_size = 5, c.output_dim = 5, c.hidden_dim = 4, c.state_dim = 4, c.num_layers = 1;
     create_model(&m, &c, 7);
     check_const_param(&m, "layers.0.attention.inner_attn.offset", 4.0f);
@@ -662,7 +667,7 @@ END_TEST
 START_TEST(test_norm_exp_spectra_saturate_to_zero_and_inf_not_nan)
 {
     ModelConfig c = variant_config(&VARIANTS[6]);
-    ck_assert(c.norm_fn == NORM_FN_EXP);
+    ck_assert(transformer_options(&c)->norm_fn == NORM_FN_EXP);
     int n0 = 0, ninf = 0;
     for (uint64_t seed = 1; seed <= 4; seed++) {
         Model m;
@@ -830,7 +835,7 @@ START_TEST(test_att_dropout_changes_training_output_but_not_eval_output)
         ModelConfig c = variant_config(&VARIANTS[vs[k]]);
         Model m0, m1;
         create_model(&m0, &c, 5);
-        c.att_dropout = 0.3f;
+        transformer_options(&c)->att_dropout = 0.3f;
         create_model(&m1, &c, 5);
         TestBatch tb;
         make_batch(&tb, &c, TB, TL, true, 6);
@@ -860,7 +865,7 @@ START_TEST(test_gradients_with_att_dropout_match_finite_differences)
     const int vs[] = {0, 2, 5};
     for (int k = 0; k < 3; k++) {
         ModelConfig c = variant_config(&VARIANTS[vs[k]]);
-        c.att_dropout = 0.3f;
+        transformer_options(&c)->att_dropout = 0.3f;
         Model m;
         create_model(&m, &c, 700 + k);
         TestBatch tb;
@@ -885,9 +890,9 @@ START_TEST(test_forward_backward_bit_identical_for_1_and_2_threads)
     const int vs[] = {1, 4, 5, 12};
     for (int k = 0; k < 4; k++) {
         ModelConfig c = variant_config(&VARIANTS[vs[k]]);
-        c.hidden_dim = 16, c.state_dim = 16, c.dropout = 0.1f, c.max_pos_embed = c.max_pos_embed ? 100 : 0;
-        c.att_dropout = 0.1f;
-        if (c.head == HEAD_CLASSIFIER && c.mixer_dim == 0) c.output_dim = 16;
+        c.hidden_dim = 16, c.state_dim = 16, c.dropout = 0.1f, transformer_options(&c)->max_pos_embed = transformer_options(&c)->max_pos_embed ? 100 : 0;
+        transformer_options(&c)->att_dropout = 0.1f;
+        if (c.head == HEAD_CLASSIFIER && transformer_options(&c)->mixer_dim == 0) c.output_dim = 16;
         const int B = 3, L = 90;
         Model m;
         create_model(&m, &c, 21);
@@ -929,47 +934,47 @@ static void expect_config_error(const ModelConfig *c, const char *key)
 START_TEST(test_config_check_errors_name_the_key)
 {
     ModelConfig c;
-    for (int k = MODEL_SM_ATTENTION; k <= MODEL_NORM_ATTENTION; k++) {
-        model_config_defaults(&c, (ModelKind)k);
+    for (int k = ATTENTION_SOFTMAX; k <= ATTENTION_NORM; k++) {
+        model_config_defaults(&c, KIND_NAMES[k]);
         char err[256];
         ck_assert_int_eq(model_config_check(&c, err, sizeof err), 0);
     }
-    model_config_defaults(&c, MODEL_SM_ATTENTION);
+    model_config_defaults(&c, KIND_NAMES[ATTENTION_SOFTMAX]);
     c.num_heads = 4, c.state_dim = 6, c.hidden_dim = 8;
     expect_config_error(&c, "state_dim");
-    model_config_defaults(&c, MODEL_NORM_ATTENTION);
+    model_config_defaults(&c, KIND_NAMES[ATTENTION_NORM]);
     c.num_heads = 3;
     expect_config_error(&c, "hidden_dim");
-    model_config_defaults(&c, MODEL_LIN_ATTENTION);
-    c.mixer = MIXER_MLP, c.mixer_dim = 0;
+    model_config_defaults(&c, KIND_NAMES[ATTENTION_LINEAR]);
+    transformer_options(&c)->mixer = MIXER_MLP, transformer_options(&c)->mixer_dim = 0;
     expect_config_error(&c, "mixer_dim");
-    model_config_defaults(&c, MODEL_SM_ATTENTION);
-    c.head = HEAD_CLASSIFIER, c.mixer_dim = 0, c.output_dim = 10;
+    model_config_defaults(&c, KIND_NAMES[ATTENTION_SOFTMAX]);
+    c.head = HEAD_CLASSIFIER, transformer_options(&c)->mixer_dim = 0, c.output_dim = 10;
     expect_config_error(&c, "output_dim");
-    model_config_defaults(&c, MODEL_SM_ATTENTION);
+    model_config_defaults(&c, KIND_NAMES[ATTENTION_SOFTMAX]);
     c.dropout = 1.0f;
     expect_config_error(&c, "dropout");
-    model_config_defaults(&c, MODEL_LIN_ATTENTION);
-    c.att_dropout = -0.1f;
+    model_config_defaults(&c, KIND_NAMES[ATTENTION_LINEAR]);
+    transformer_options(&c)->att_dropout = -0.1f;
     expect_config_error(&c, "att_dropout");
-    c.att_dropout = 1.0f;
+    transformer_options(&c)->att_dropout = 1.0f;
     expect_config_error(&c, "att_dropout");
-    model_config_defaults(&c, MODEL_LIN_ATTENTION);
+    model_config_defaults(&c, KIND_NAMES[ATTENTION_LINEAR]);
     c.num_layers = 0;
     expect_config_error(&c, "num_layers");
-    model_config_defaults(&c, MODEL_NORM_ATTENTION);
-    c.dim_conv = -1;
+    model_config_defaults(&c, KIND_NAMES[ATTENTION_NORM]);
+    transformer_options(&c)->dim_conv = -1;
     expect_config_error(&c, "dim_conv");
-    model_config_defaults(&c, MODEL_SM_ATTENTION);
+    model_config_defaults(&c, KIND_NAMES[ATTENTION_SOFTMAX]);
     c.vocab_size = 0;
     expect_config_error(&c, "vocab_size");
-    model_config_defaults(&c, MODEL_NORM_ATTENTION);
-    c.norm_fn = (NormFn)9;
+    model_config_defaults(&c, KIND_NAMES[ATTENTION_NORM]);
+    transformer_options(&c)->norm_fn = (NormFn)9;
     expect_config_error(&c, "norm_fn");
 
     /* sequence longer than the learned positions */
-    model_config_defaults(&c, MODEL_SM_ATTENTION);
-    c.vocab_size = c.output_dim = 10, c.hidden_dim = c.state_dim = 8, c.max_pos_embed = 16;
+    model_config_defaults(&c, KIND_NAMES[ATTENTION_SOFTMAX]);
+    c.vocab_size = c.output_dim = 10, c.hidden_dim = c.state_dim = 8, transformer_options(&c)->max_pos_embed = 16;
     Model m;
     create_model(&m, &c, 1);
     char err[256] = "";
@@ -977,10 +982,13 @@ START_TEST(test_config_check_errors_name_the_key)
     ck_assert_int_eq(model_check_length(&m, 17, err, sizeof err), -1);
     ck_assert_msg(strstr(err, "max_pos_embed") != NULL, "%s", err);
     model_free(&m);
-    ck_assert_str_eq(model_kind_name(MODEL_SM_ATTENTION), "sm-attention");
-    ck_assert_str_eq(model_kind_name(MODEL_LIN_ATTENTION), "lin-attention");
-    ck_assert_str_eq(model_kind_name(MODEL_NORM_ATTENTION), "norm-attention");
-    ck_assert_str_eq(model_kind_name(MODEL_MAMBA2), "mamba2");
+    for (int k = ATTENTION_SOFTMAX; k <= ATTENTION_NORM; k++) {
+        model_config_defaults(&c, KIND_NAMES[k]);
+        ck_assert_str_eq(model_name(&c), KIND_NAMES[k]);
+        ck_assert(c.family == &transformer_family && transformer_options(&c)->attention == (AttentionKind)k);
+    }
+    model_config_defaults(&c, "mamba2");
+    ck_assert_str_eq(model_name(&c), "mamba2");
 }
 END_TEST
 

@@ -27,7 +27,7 @@ static ModelConfig make_cfg(Variant v)
 {
     ModelConfig c;
     memset(&c, 0, sizeof c);
-    c.kind = MODEL_MAMBA2;
+    c.family = &mamba2_family;
     c.vocab_size = V_;
     c.output_dim = V_;
     c.hidden_dim = D_;
@@ -36,50 +36,35 @@ static ModelConfig make_cfg(Variant v)
     c.num_layers = NL_;
     c.dropout = 0.0f;
     c.head = HEAD_LM;
-    c.mixer_dim = 0;
-    c.max_pos_embed = 0;
-    c.mixer = MIXER_NONE;
-    c.use_gate = false;
-    c.dim_conv = 0;
-    c.norm_fn = NORM_FN_EXP;
-    c.approx_fn = APPROX_NONE;
-    c.scale_B = false;
-    c.offset = false;
-    c.conv_dim = K_;
-    c.glu = true;
-    c.prenorm = true;
-    c.pseudo_lti = false;
+    Mamba2Options *o = mamba2_options(&c);
+    o->conv_dim = K_;
+    o->glu = true;
+    o->prenorm = true;
+    o->pseudo_lti = false;
     switch (v) {
     case VAR_PRENORM_GLU: break;
-    case VAR_POSTNORM: c.prenorm = false; break;
-    case VAR_NO_GLU: c.glu = false; break;
-    case VAR_LTI: c.pseudo_lti = true; break;
+    case VAR_POSTNORM: o->prenorm = false; break;
+    case VAR_NO_GLU: o->glu = false; break;
+    case VAR_LTI: o->pseudo_lti = true; break;
     case VAR_CLASSIFIER:
         c.head = HEAD_CLASSIFIER;
         c.output_dim = 3;
-        c.prenorm = false;
+        o->prenorm = false;
         break;
-    case VAR_NO_CONV: c.conv_dim = 0; break;
+    case VAR_NO_CONV: o->conv_dim = 0; break;
     }
     return c;
 }
 
 static void model_make(Model *m, const ModelConfig *c, uint64_t seed)
 {
-    memset(m, 0, sizeof *m);
-    m->cfg = *c;
-    paramset_init(&m->params);
     char err[256] = "";
-    int rc = mamba2_create(m, err, sizeof err);
-    ck_assert_msg(rc == 0, "mamba2_create: %s", err);
-    mamba2_init(m, seed);
+    int rc = model_create(m, c, err, sizeof err);
+    ck_assert_msg(rc == 0, "model_create: %s", err);
+    model_init(m, seed);
 }
 
-static void model_release(Model *m)
-{
-    mamba2_free(m);
-    paramset_free(&m->params);
-}
+static void model_release(Model *m) { model_free(m); }
 
 static float *param(const Model *m, const char *name)
 {
@@ -202,7 +187,7 @@ static void ref_forward(const Model *m, const ModelBatch *mb, double *logits, do
 {
     const ModelConfig *c = &m->cfg;
     const int Bn = mb->B, L = mb->L, d = c->hidden_dim, N = c->state_dim, H = c->num_heads;
-    const int P = d / H, C = d + 2 * N, K = c->conv_dim, ndt = c->pseudo_lti ? 1 : H;
+    const int P = d / H, C = d + 2 * N, K = mamba2_options(c)->conv_dim, ndt = mamba2_options(c)->pseudo_lti ? 1 : H;
     const int rows = Bn * L, Din = C + ndt;
     double *x = malloc(sizeof(double) * rows * d), *u = malloc(sizeof(double) * rows * d);
     double *proj = malloc(sizeof(double) * rows * Din), *xbc = malloc(sizeof(double) * rows * C);
@@ -215,7 +200,7 @@ static void ref_forward(const Model *m, const ModelBatch *mb, double *logits, do
 
     for (int i = 0; i < c->num_layers; i++) {
         const float *nw = lparam(m, i, "norm.weight"), *nb = lparam(m, i, "norm.bias");
-        if (c->prenorm)
+        if (mamba2_options(c)->prenorm)
             ref_layernorm(x, u, nw, nb, rows, d);
         else
             memcpy(u, x, sizeof(double) * rows * d);
@@ -223,7 +208,7 @@ static void ref_forward(const Model *m, const ModelBatch *mb, double *logits, do
         const float *dtb = lparam(m, i, "mamba.dt_bias");
         for (int r = 0; r < rows; r++)
             for (int h = 0; h < H; h++)
-                delta[r * H + h] = sp(proj[r * Din + C + (c->pseudo_lti ? 0 : h)] + dtb[h]);
+                delta[r * H + h] = sp(proj[r * Din + C + (mamba2_options(c)->pseudo_lti ? 0 : h)] + dtb[h]);
         const float *cw = lparam(m, i, "mamba.conv1d.weight"), *cb = lparam(m, i, "mamba.conv1d.bias");
         for (int b = 0; b < Bn; b++)
             for (int t = 0; t < L; t++)
@@ -249,11 +234,11 @@ static void ref_forward(const Model *m, const ModelBatch *mb, double *logits, do
                 for (int t = 0; t < L; t++) {
                     const int r = b * L + t;
                     const double *xs = xbc + r * C + h * P, *Bm = xbc + r * C + d, *Cm = xbc + r * C + d + N;
-                    double la = c->pseudo_lti ? -sp(Alti[h]) : -delta[r * H + h] * exp((double)Alog[h]);
+                    double la = mamba2_options(c)->pseudo_lti ? -sp(Alti[h]) : -delta[r * H + h] * exp((double)Alog[h]);
                     if (log_eig) log_eig[(((size_t)b * c->num_layers + i) * H + h) * L + t] = la;
                     for (int p = 0; p < P; p++)
                         for (int n = 0; n < N; n++) {
-                            double in = c->pseudo_lti
+                            double in = mamba2_options(c)->pseudo_lti
                                             ? xs[p] * Bm[n] * delta[r * H + n / (N / H)]
                                             : delta[r * H + h] * xs[p] * Bm[n];
                             S[p * N + n] = exp(la) * S[p * N + n] + in;
@@ -267,14 +252,14 @@ static void ref_forward(const Model *m, const ModelBatch *mb, double *logits, do
             }
         ref_linear(y, lparam(m, i, "mamba.out_proj.weight"), NULL, o, rows, d, d);
         for (int k = 0; k < rows * d; k++) o[k] = 0.5 * o[k] * (1.0 + erf(o[k] / sqrt(2.0)));
-        if (c->glu) {
+        if (mamba2_options(c)->glu) {
             ref_linear(o, lparam(m, i, "glu.linear.weight"), lparam(m, i, "glu.linear.bias"), ab, rows, d,
                        2 * d);
             for (int r = 0; r < rows; r++)
                 for (int k = 0; k < d; k++) o[r * d + k] = ab[r * 2 * d + k] * sig(ab[r * 2 * d + d + k]);
         }
         for (int k = 0; k < rows * d; k++) x[k] += o[k];
-        if (!c->prenorm) {
+        if (!mamba2_options(c)->prenorm) {
             ref_layernorm(x, u, nw, nb, rows, d);
             memcpy(x, u, sizeof(double) * rows * d);
         }
@@ -313,7 +298,7 @@ static float *run_forward(Model *m, const ModelBatch *mb, bool training, uint64_
     Graph g;
     graph_init(&g, 0, 555);
     graph_begin(&g, step, training, false);
-    Tensor *y = mamba2_forward(m, &g, mb, eig);
+    Tensor *y = model_forward(m, &g, mb, eig);
     float *out = malloc(sizeof(float) * y->numel);
     memcpy(out, y->data, sizeof(float) * y->numel);
     if (n_out) *n_out = y->numel;
@@ -471,20 +456,17 @@ START_TEST(test_mamba2_create_rejects_inconsistent_configs_naming_the_key)
         ModelConfig c = make_cfg(VAR_PRENORM_GLU);
         switch (k) {
         case 0: c.num_heads = 3; break;                   /* 3 does not divide d = 8 */
-        case 1: c.pseudo_lti = true, c.state_dim = 5; break; /* N % H != 0 with pseudo-LTI */
+        case 1: mamba2_options(&c)->pseudo_lti = true, c.state_dim = 5; break; /* N % H != 0 with pseudo-LTI */
         case 2: c.num_layers = 0; break;
         case 3: c.dropout = 1.0f; break;
-        case 4: c.conv_dim = -1; break;
+        case 4: mamba2_options(&c)->conv_dim = -1; break;
         }
         Model m;
-        memset(&m, 0, sizeof m);
-        m.cfg = c;
-        paramset_init(&m.params);
         char err[256] = "";
-        ck_assert_int_eq(mamba2_create(&m, err, sizeof err), -1);
+        ck_assert_int_eq(model_create(&m, &c, err, sizeof err), -1);
         ck_assert_ptr_null(m.impl);
         ck_assert_msg(strstr(err, keys[k]) != NULL, "message '%s' should name %s", err, keys[k]);
-        paramset_free(&m.params);
+        model_free(&m);
     }
 }
 END_TEST
@@ -638,7 +620,7 @@ static Tensor *gc_loss(Graph *g, Tensor **inputs, void *ctx)
 {
     (void)inputs; /* the inputs are the model's own parameter tensors */
     GcCtx *c = ctx;
-    Tensor *logits = mamba2_forward(c->m, g, &c->tb->mb, NULL);
+    Tensor *logits = model_forward(c->m, g, &c->tb->mb, NULL);
     return op_cross_entropy(g, logits, c->tb->labels, NULL);
 }
 
@@ -710,7 +692,7 @@ START_TEST(test_mamba2_gradients_match_float64_reference_loss)
         graph_init(&g, 0, 1);
         graph_begin(&g, 0, false, true);
         paramset_zero_grad(&m.params);
-        Tensor *logits = mamba2_forward(&m, &g, &tb.mb, NULL);
+        Tensor *logits = model_forward(&m, &g, &tb.mb, NULL);
         graph_backward(&g, op_cross_entropy(&g, logits, tb.labels, NULL));
         double gscale = 0;
         for (size_t i = 0; i < m.params.total; i++) gscale = fmax(gscale, fabs(m.params.grad[i]));
@@ -753,7 +735,7 @@ START_TEST(test_mamba2_every_parameter_gets_a_gradient)
         graph_init(&g, 0, 1);
         graph_begin(&g, 0, false, true);
         paramset_zero_grad(&m.params);
-        Tensor *logits = mamba2_forward(&m, &g, &tb.mb, NULL);
+        Tensor *logits = model_forward(&m, &g, &tb.mb, NULL);
         graph_backward(&g, op_cross_entropy(&g, logits, tb.labels, NULL));
         for (int i = 0; i < m.params.n; i++) {
             const Param *p = m.params.items[i];
@@ -893,7 +875,7 @@ START_TEST(test_mamba2_dropout_changes_training_output_only)
         Graph g;
         graph_init(&g, 0, 3);
         graph_begin(&g, 0, true, false);
-        mamba2_forward(&m, &g, &tb.mb, NULL);
+        model_forward(&m, &g, &tb.mb, NULL);
         ck_assert_int_eq((int)g.n_dropout, 2 * NL_);
         graph_free(&g);
         model_release(&m);
@@ -923,7 +905,7 @@ START_TEST(test_mamba2_bit_identical_for_1_and_2_threads)
             graph_init(&g, 0, 31);
             graph_begin(&g, 5, true, true);
             paramset_zero_grad(&m.params);
-            Tensor *logits = mamba2_forward(&m, &g, &tb.mb, eig[threads - 1]);
+            Tensor *logits = model_forward(&m, &g, &tb.mb, eig[threads - 1]);
             graph_backward(&g, op_cross_entropy(&g, logits, tb.labels, NULL));
             if (threads == 1) {
                 logit1 = malloc(sizeof(float) * logits->numel);

@@ -24,7 +24,7 @@
 #include "../models/model.h"
 #include "../models/transformer.h"
 #include "../src/ops.h"
-#include "../src/spectra.h"
+#include "../app/spectra.h"
 #include "../src/threads.h"
 #include "testutil.h"
 
@@ -166,13 +166,19 @@ END_TEST
 
 /* ==================================================== model_spectra_paper */
 
-static ModelConfig base_cfg(ModelKind kind)
+static ModelConfig base_cfg(const char *name)
 {
     ModelConfig c;
-    model_config_defaults(&c, kind);
+    model_config_defaults(&c, name);
     c.vocab_size = 7, c.output_dim = 7, c.hidden_dim = 4, c.state_dim = 4, c.num_heads = 1, c.num_layers = 1;
-    c.dropout = 0.0f, c.head = HEAD_LM, c.mixer = MIXER_NONE, c.mixer_dim = 0, c.max_pos_embed = 0;
-    c.use_gate = false, c.dim_conv = 0, c.conv_dim = 4, c.glu = true, c.prenorm = true, c.pseudo_lti = false;
+    c.dropout = 0.0f, c.head = HEAD_LM;
+    if (c.family == &transformer_family) {
+        TransformerOptions *o = transformer_options(&c);
+        o->mixer = MIXER_NONE, o->mixer_dim = 0, o->max_pos_embed = 0, o->use_gate = false, o->dim_conv = 0;
+    } else {
+        Mamba2Options *o = mamba2_options(&c);
+        o->conv_dim = 4, o->glu = true, o->prenorm = true, o->pseudo_lti = false;
+    }
     return c;
 }
 
@@ -260,7 +266,7 @@ static double rel(double a, double b) { return fabs(a - b) / fabs(b); }
 START_TEST(test_softmax_paper_matches_quirky_normaliser_by_hand)
 {
     for (int sign = 1; sign >= -1; sign -= 2) {
-        ModelConfig c = base_cfg(MODEL_SM_ATTENTION);
+        ModelConfig c = base_cfg("sm-attention");
         Model m;
         make_model(&m, &c, 5);
         transparent_block(&m);
@@ -303,7 +309,7 @@ END_TEST
  * their own channel blocks; L = 1 gives no attention eigenvalue. */
 START_TEST(test_softmax_paper_two_heads_and_short_sequences)
 {
-    ModelConfig c = base_cfg(MODEL_SM_ATTENTION);
+    ModelConfig c = base_cfg("sm-attention");
     c.num_heads = 2;
     Model m;
     make_model(&m, &c, 6);
@@ -336,7 +342,7 @@ END_TEST
  * otherwise eig_t = nu_t / nu_{t+1}, nu_t = phi(q_t) . sum_{s<=t} phi(k_s). */
 START_TEST(test_linear_paper_by_hand_and_zero_normaliser)
 {
-    ModelConfig c = base_cfg(MODEL_LIN_ATTENTION);
+    ModelConfig c = base_cfg("lin-attention");
     Model m;
     make_model(&m, &c, 7);
     transparent_block(&m);
@@ -380,8 +386,8 @@ END_TEST
  * up to float32 rounding. */
 START_TEST(test_norm_paper_zero_substitution_and_by_hand)
 {
-    ModelConfig c = base_cfg(MODEL_NORM_ATTENTION);
-    c.norm_fn = NORM_FN_SOFTPLUS, c.offset = true, c.approx_fn = APPROX_ELU, c.scale_B = true, c.dim_conv = 4;
+    ModelConfig c = base_cfg("norm-attention");
+    transformer_options(&c)->norm_fn = NORM_FN_SOFTPLUS, transformer_options(&c)->offset = true, transformer_options(&c)->approx_fn = APPROX_ELU, transformer_options(&c)->scale_B = true, transformer_options(&c)->dim_conv = 4;
     Model m;
     make_model(&m, &c, 8);
     transparent_block(&m);
@@ -420,8 +426,8 @@ END_TEST
  * the eigenvalue is exactly 1 (the reference's "nearly all 1" spectra). */
 START_TEST(test_norm_exp_paper_mostly_exactly_one)
 {
-    ModelConfig c = base_cfg(MODEL_NORM_ATTENTION);
-    c.norm_fn = NORM_FN_EXP, c.offset = true, c.num_heads = 4, c.hidden_dim = 8, c.state_dim = 8;
+    ModelConfig c = base_cfg("norm-attention");
+    transformer_options(&c)->norm_fn = NORM_FN_EXP, transformer_options(&c)->offset = true, c.num_heads = 4, c.hidden_dim = 8, c.state_dim = 8;
     c.num_layers = 2;
     Model m;
     make_model(&m, &c, 9);
@@ -448,7 +454,7 @@ END_TEST
  * in float64, gives 1 - 9.4e-14): counted in both [0.9, 1] and [1, 10]. */
 START_TEST(test_mamba2_paper_float32_rounds_to_one)
 {
-    ModelConfig c = base_cfg(MODEL_MAMBA2);
+    ModelConfig c = base_cfg("mamba2");
     c.num_heads = 2, c.hidden_dim = 4, c.state_dim = 4;
     Model m;
     make_model(&m, &c, 10);
@@ -483,8 +489,8 @@ END_TEST
  * step, whatever the input; A = -2 and -8 bound the init range. */
 START_TEST(test_pseudo_lti_paper_constant)
 {
-    ModelConfig c = base_cfg(MODEL_MAMBA2);
-    c.pseudo_lti = true, c.num_heads = 2, c.num_layers = 2;
+    ModelConfig c = base_cfg("mamba2");
+    mamba2_options(&c)->pseudo_lti = true, c.num_heads = 2, c.num_layers = 2;
     Model m;
     make_model(&m, &c, 11);
     P(&m, "blocks.0.mamba.A")->t.data[0] = -2.0f, P(&m, "blocks.0.mamba.A")->t.data[1] = -8.0f;
@@ -523,31 +529,31 @@ static int paper_variants(PVariant *v)
     int n = 0;
     ModelConfig c;
 #define ADD(nm) v[n++] = (PVariant){nm, c}
-    c = base_cfg(MODEL_SM_ATTENTION), c.hidden_dim = 8, c.state_dim = 8, c.num_heads = 2, c.num_layers = 2;
-    c.max_pos_embed = 40;
+    c = base_cfg("sm-attention"), c.hidden_dim = 8, c.state_dim = 8, c.num_heads = 2, c.num_layers = 2;
+    transformer_options(&c)->max_pos_embed = 40;
     ADD("sm heads 2 pos");
-    c.dim_conv = 4, c.use_gate = true, c.mixer = MIXER_MLP, c.mixer_dim = 12, c.max_pos_embed = 0;
+    transformer_options(&c)->dim_conv = 4, transformer_options(&c)->use_gate = true, transformer_options(&c)->mixer = MIXER_MLP, transformer_options(&c)->mixer_dim = 12, transformer_options(&c)->max_pos_embed = 0;
     ADD("sm conv gate mlp");
-    c = base_cfg(MODEL_LIN_ATTENTION), c.hidden_dim = 8, c.state_dim = 8, c.num_heads = 2, c.num_layers = 2;
+    c = base_cfg("lin-attention"), c.hidden_dim = 8, c.state_dim = 8, c.num_heads = 2, c.num_layers = 2;
     ADD("lin heads 2");
-    c.dim_conv = 4, c.use_gate = true, c.mixer = MIXER_MLP, c.mixer_dim = 6;
+    transformer_options(&c)->dim_conv = 4, transformer_options(&c)->use_gate = true, transformer_options(&c)->mixer = MIXER_MLP, transformer_options(&c)->mixer_dim = 6;
     ADD("lin conv gate mlp");
     const NormFn fns[4] = {NORM_FN_EXP, NORM_FN_ELU, NORM_FN_SOFTPLUS, NORM_FN_SIGMOID};
     const char *fnn[4] = {"norm exp", "norm elu", "norm softplus", "norm sigmoid"};
     for (int f = 0; f < 4; f++) {
-        c = base_cfg(MODEL_NORM_ATTENTION), c.hidden_dim = 8, c.state_dim = 8, c.num_heads = f % 2 ? 2 : 4;
-        c.num_layers = 2, c.norm_fn = fns[f], c.approx_fn = f % 2 ? APPROX_ELU : APPROX_NONE;
-        c.offset = f != 3, c.scale_B = f != 1, c.dim_conv = f < 2 ? 4 : 0, c.use_gate = f == 2;
-        c.mixer = f == 1 ? MIXER_MLP : MIXER_NONE, c.mixer_dim = 10;
+        c = base_cfg("norm-attention"), c.hidden_dim = 8, c.state_dim = 8, c.num_heads = f % 2 ? 2 : 4;
+        c.num_layers = 2, transformer_options(&c)->norm_fn = fns[f], transformer_options(&c)->approx_fn = f % 2 ? APPROX_ELU : APPROX_NONE;
+        transformer_options(&c)->offset = f != 3, transformer_options(&c)->scale_B = f != 1, transformer_options(&c)->dim_conv = f < 2 ? 4 : 0, transformer_options(&c)->use_gate = f == 2;
+        transformer_options(&c)->mixer = f == 1 ? MIXER_MLP : MIXER_NONE, transformer_options(&c)->mixer_dim = 10;
         ADD(fnn[f]);
     }
-    c = base_cfg(MODEL_MAMBA2), c.hidden_dim = 8, c.state_dim = 8, c.num_heads = 2, c.num_layers = 2;
+    c = base_cfg("mamba2"), c.hidden_dim = 8, c.state_dim = 8, c.num_heads = 2, c.num_layers = 2;
     ADD("mamba2 prenorm glu");
-    c.prenorm = false;
+    mamba2_options(&c)->prenorm = false;
     ADD("mamba2 postnorm");
-    c.glu = false, c.conv_dim = 0;
+    mamba2_options(&c)->glu = false, mamba2_options(&c)->conv_dim = 0;
     ADD("mamba2 postnorm noglu noconv");
-    c.prenorm = true, c.glu = true, c.conv_dim = 4, c.pseudo_lti = true;
+    mamba2_options(&c)->prenorm = true, mamba2_options(&c)->glu = true, mamba2_options(&c)->conv_dim = 4, mamba2_options(&c)->pseudo_lti = true;
     ADD("mamba2 pseudo-LTI");
 #undef ADD
     return n;
@@ -575,7 +581,7 @@ START_TEST(test_paper_every_variant_finite_nonnegative)
             ck_assert_msg(ev[i] >= 0 && et[i] >= 0 && isfinite(ev[i]) && isfinite(et[i]),
                           "%s: eig[%zu] = %g / %g", v[k].name, i, ev[i], et[i]);
         ck_assert_msg(memcmp(et, et2, n * sizeof *et) == 0, "%s: not deterministic", v[k].name);
-        const bool dropout_matters = !c.pseudo_lti;
+        const bool dropout_matters = c.family != &mamba2_family || !mamba2_options(&c)->pseudo_lti;
         ck_assert_msg((memcmp(ev, et, n * sizeof *ev) != 0) == dropout_matters,
                       "%s: dropout %s the spectra", v[k].name, dropout_matters ? "does not change" : "changes");
         free(ev), free(et), free(et2);
@@ -630,7 +636,7 @@ START_TEST(test_paper_bit_identical_for_1_and_2_threads)
     for (int k = 0; k < nv; k++) {
         ModelConfig c = v[k].c;
         c.dropout = 0.1f;
-        if (c.max_pos_embed) c.max_pos_embed = 70;
+        if (c.family == &transformer_family && transformer_options(&c)->max_pos_embed) transformer_options(&c)->max_pos_embed = 70;
         Model m;
         make_model(&m, &c, 300 + (uint64_t)k);
         enum { B = 3, L = 70 };
@@ -670,15 +676,15 @@ START_TEST(test_block_hooks_reproduce_model_forward)
         Tensor *ref = model_forward(&m, &g, &b, NULL);
         const int shape[2] = {B, L}, d = c.hidden_dim;
         Tensor *x = op_embedding(&g, &P(&m, "encoder.word_embeddings.weight")->t, tok, 2, shape);
-        if (c.kind != MODEL_MAMBA2 && c.max_pos_embed > 0) {
+        if (c.family == &transformer_family && transformer_options(&c)->max_pos_embed > 0) {
             int32_t pos[B * L];
             for (int i = 0; i < B * L; i++) pos[i] = i % L;
             x = op_add(&g, x, op_embedding(&g, &P(&m, "encoder.position_embeddings.weight")->t, pos, 2, shape));
         }
         for (int i = 0; i < c.num_layers; i++)
-            x = c.kind == MODEL_MAMBA2 ? mamba2_block_forward(&m, &g, i, x) : transformer_block_forward(&m, &g, i, x);
+            x = c.family == &mamba2_family ? mamba2_block_forward(&m, &g, i, x) : transformer_block_forward(&m, &g, i, x);
         Tensor *rows = tensor_reshape(&g, x, 2, (int[]){B * L, d}), *lg;
-        if (c.kind == MODEL_MAMBA2)
+        if (c.family == &mamba2_family)
             lg = op_linear(&g, rows, &P(&m, "decoder.weight")->t, &P(&m, "decoder.bias")->t);
         else
             lg = op_linear(&g, op_layernorm(&g, rows, &P(&m, "norm.weight")->t, &P(&m, "norm.bias")->t, 1e-5f),

@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../models/ssd.h"
+#include "../src/ops/ssd.h"
 #include "../src/ops.h"
 #include "testutil.h"
 

@@ -9,7 +9,7 @@
 
 #include "../src/config.h"
 #include "../src/rng.h"
-#include "../src/train.h"
+#include "../app/train.h"
 #include "../tasks/mqar.h"
 #include "../tasks/task.h"
 #include "testutil.h"

@@ -2,17 +2,19 @@
  * initialised as SPEC 3, one forward + cross entropy + backward with
  * spectra, and everything PyTorch needs to redo it independently
  * (tests/oracle/compare.py).  Usage: oracle_dump OUT_DIR */
-#include "../../src/threads.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
+#include "../../app/h5util.h"
+#include "../../app/spectra.h"
+#include "../../models/mamba2.h"
 #include "../../models/model.h"
-#include "../../src/h5util.h"
+#include "../../models/transformer.h"
 #include "../../src/ops.h"
 #include "../../src/rng.h"
-#include "../../src/spectra.h"
+#include "../../src/threads.h"
 
 enum { B = 2, L = 9, ROWS_PER_SEQ = 4 };
 
@@ -22,10 +24,10 @@ typedef struct Variant {
     bool masked; /* classifier with a padded second sequence */
 } Variant;
 
-static ModelConfig tiny(ModelKind kind)
+static ModelConfig tiny(const char *name)
 {
     ModelConfig c;
-    model_config_defaults(&c, kind);
+    model_config_defaults(&c, name);
     c.vocab_size = 13;
     c.output_dim = 13;
     c.hidden_dim = 8;
@@ -34,15 +36,20 @@ static ModelConfig tiny(ModelKind kind)
     c.num_layers = 2;
     c.dropout = 0.0f;
     c.head = HEAD_LM;
-    c.mixer = MIXER_NONE;
-    c.mixer_dim = 12;
-    c.max_pos_embed = 0;
-    c.use_gate = false;
-    c.dim_conv = 0;
-    c.conv_dim = 4;
-    c.glu = true;
-    c.prenorm = true;
-    c.pseudo_lti = false;
+    if (c.family == &transformer_family) {
+        TransformerOptions *o = transformer_options(&c);
+        o->mixer = MIXER_NONE;
+        o->mixer_dim = 12;
+        o->max_pos_embed = 0;
+        o->use_gate = false;
+        o->dim_conv = 0;
+    } else {
+        Mamba2Options *o = mamba2_options(&c);
+        o->conv_dim = 4;
+        o->glu = true;
+        o->prenorm = true;
+        o->pseudo_lti = false;
+    }
     return c;
 }
 
@@ -50,7 +57,7 @@ static ModelConfig classifier(ModelConfig c)
 {
     c.head = HEAD_CLASSIFIER;
     c.output_dim = 3;
-    c.mixer = MIXER_MLP;
+    transformer_options(&c)->mixer = MIXER_MLP;
     return c;
 }
 
@@ -59,36 +66,36 @@ static int build_variants(Variant *v)
     int n = 0;
     ModelConfig c;
 
-    c = tiny(MODEL_SM_ATTENTION), c.max_pos_embed = L;
+    c = tiny("sm-attention"), transformer_options(&c)->max_pos_embed = L;
     v[n++] = (Variant){"sm-attention", c, false};
-    c = classifier(tiny(MODEL_SM_ATTENTION)), c.dim_conv = 4, c.use_gate = true, c.state_dim = 4;
+    c = classifier(tiny("sm-attention")), transformer_options(&c)->dim_conv = 4, transformer_options(&c)->use_gate = true, c.state_dim = 4;
     v[n++] = (Variant){"sm-attention-conv-gate-mlp-classifier", c, true};
-    c = tiny(MODEL_LIN_ATTENTION), c.max_pos_embed = L, c.dim_conv = 4, c.use_gate = true;
+    c = tiny("lin-attention"), transformer_options(&c)->max_pos_embed = L, transformer_options(&c)->dim_conv = 4, transformer_options(&c)->use_gate = true;
     v[n++] = (Variant){"lin-attention-conv-gate", c, false};
-    c = classifier(tiny(MODEL_LIN_ATTENTION));
+    c = classifier(tiny("lin-attention"));
     v[n++] = (Variant){"lin-attention-mlp-classifier", c, true};
-    c = tiny(MODEL_NORM_ATTENTION), c.norm_fn = NORM_FN_SOFTPLUS, c.approx_fn = APPROX_ELU, c.dim_conv = 4;
+    c = tiny("norm-attention"), transformer_options(&c)->norm_fn = NORM_FN_SOFTPLUS, transformer_options(&c)->approx_fn = APPROX_ELU, transformer_options(&c)->dim_conv = 4;
     v[n++] = (Variant){"norm-attention-softplus-conv", c, false};
-    c = classifier(tiny(MODEL_NORM_ATTENTION)), c.norm_fn = NORM_FN_EXP, c.num_heads = 4, c.dim_conv = 4;
+    c = classifier(tiny("norm-attention")), transformer_options(&c)->norm_fn = NORM_FN_EXP, c.num_heads = 4, transformer_options(&c)->dim_conv = 4;
     v[n++] = (Variant){"norm-attention-exp-4heads-classifier", c, true};
-    c = tiny(MODEL_NORM_ATTENTION), c.norm_fn = NORM_FN_SIGMOID, c.offset = false, c.use_gate = true;
+    c = tiny("norm-attention"), transformer_options(&c)->norm_fn = NORM_FN_SIGMOID, transformer_options(&c)->offset = false, transformer_options(&c)->use_gate = true;
     v[n++] = (Variant){"norm-attention-sigmoid-nooffset-gate", c, false};
-    c = tiny(MODEL_NORM_ATTENTION), c.norm_fn = NORM_FN_ELU, c.approx_fn = APPROX_NONE, c.scale_B = false;
+    c = tiny("norm-attention"), transformer_options(&c)->norm_fn = NORM_FN_ELU, transformer_options(&c)->approx_fn = APPROX_NONE, transformer_options(&c)->scale_B = false;
     v[n++] = (Variant){"norm-attention-elu-noapprox", c, false};
-    c = tiny(MODEL_MAMBA2);
+    c = tiny("mamba2");
     v[n++] = (Variant){"mamba2", c, false};
-    c = tiny(MODEL_MAMBA2), c.prenorm = false, c.glu = false;
+    c = tiny("mamba2"), mamba2_options(&c)->prenorm = false, mamba2_options(&c)->glu = false;
     v[n++] = (Variant){"mamba2-postnorm-noglu", c, false};
-    c = tiny(MODEL_MAMBA2), c.head = HEAD_CLASSIFIER, c.output_dim = 3, c.prenorm = false;
+    c = tiny("mamba2"), c.head = HEAD_CLASSIFIER, c.output_dim = 3, mamba2_options(&c)->prenorm = false;
     v[n++] = (Variant){"mamba2-postnorm-classifier", c, true};
-    c = tiny(MODEL_MAMBA2), c.pseudo_lti = true;
+    c = tiny("mamba2"), mamba2_options(&c)->pseudo_lti = true;
     v[n++] = (Variant){"mamba2-pseudolti", c, false};
     /* Float inputs through the Linear input layer (CIFAR with tokenize: false). */
-    c = classifier(tiny(MODEL_NORM_ATTENTION)), c.input_dim = 1, c.approx_fn = APPROX_NONE, c.dim_conv = 4;
+    c = classifier(tiny("norm-attention")), c.input_dim = 1, transformer_options(&c)->approx_fn = APPROX_NONE, transformer_options(&c)->dim_conv = 4;
     v[n++] = (Variant){"norm-attention-linear-input-classifier", c, false};
-    c = tiny(MODEL_SM_ATTENTION), c.input_dim = 3;
+    c = tiny("sm-attention"), c.input_dim = 3;
     v[n++] = (Variant){"sm-attention-linear-input3", c, false};
-    c = tiny(MODEL_MAMBA2), c.head = HEAD_CLASSIFIER, c.output_dim = 3, c.prenorm = false, c.input_dim = 1;
+    c = tiny("mamba2"), c.head = HEAD_CLASSIFIER, c.output_dim = 3, mamba2_options(&c)->prenorm = false, c.input_dim = 1;
     v[n++] = (Variant){"mamba2-postnorm-linear-input-classifier", c, true};
     return n;
 }
@@ -113,18 +120,29 @@ static int write_config(hid_t f, const char *path, const ModelConfig *c, char *e
     struct { const char *k; int64_t v; } ints[] = {
         {"hidden_dim", c->hidden_dim}, {"state_dim", c->state_dim}, {"num_heads", c->num_heads},
         {"num_layers", c->num_layers}, {"vocab_size", c->vocab_size}, {"output_dim", c->output_dim},
-        {"mixer_dim", c->mixer_dim}, {"max_pos_embed", c->max_pos_embed}, {"use_gate", c->use_gate},
-        {"dim_conv", c->dim_conv}, {"scale_B", c->scale_B}, {"offset", c->offset},
-        {"conv_dim", c->conv_dim}, {"glu", c->glu}, {"prenorm", c->prenorm}, {"pseudoLTI", c->pseudo_lti},
         {"input_dim", c->input_dim},
     };
     for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) CHECK(h5u_attr_i64(f, "/config", ints[i].k, ints[i].v, err));
     CHECK(h5u_attr_f64(f, "/config", "dropout", c->dropout, err));
-    CHECK(h5u_attr_string(f, "/config", "model", model_kind_name(c->kind), err));
+    CHECK(h5u_attr_string(f, "/config", "model", model_name(c), err));
     CHECK(h5u_attr_string(f, "/config", "head", c->head == HEAD_LM ? "lm" : "classifier", err));
-    CHECK(h5u_attr_string(f, "/config", "mixer", c->mixer == MIXER_MLP ? "mlp" : "none", err));
-    CHECK(h5u_attr_string(f, "/config", "norm_fn", norm_fn_name(c->norm_fn), err));
-    CHECK(h5u_attr_string(f, "/config", "approx_fn", c->approx_fn == APPROX_ELU ? "elu" : "none", err));
+    if (c->family == &transformer_family) {
+        const TransformerOptions *o = transformer_options(c);
+        struct { const char *k; int64_t v; } t[] = {
+            {"mixer_dim", o->mixer_dim}, {"max_pos_embed", o->max_pos_embed}, {"use_gate", o->use_gate},
+            {"dim_conv", o->dim_conv}, {"scale_B", o->scale_B}, {"offset", o->offset},
+        };
+        for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) CHECK(h5u_attr_i64(f, "/config", t[i].k, t[i].v, err));
+        CHECK(h5u_attr_string(f, "/config", "mixer", o->mixer == MIXER_MLP ? "mlp" : "none", err));
+        CHECK(h5u_attr_string(f, "/config", "norm_fn", norm_fn_name(o->norm_fn), err));
+        CHECK(h5u_attr_string(f, "/config", "approx_fn", o->approx_fn == APPROX_ELU ? "elu" : "none", err));
+    } else {
+        const Mamba2Options *o = mamba2_options(c);
+        struct { const char *k; int64_t v; } mo[] = {
+            {"conv_dim", o->conv_dim}, {"glu", o->glu}, {"prenorm", o->prenorm}, {"pseudoLTI", o->pseudo_lti},
+        };
+        for (size_t i = 0; i < sizeof mo / sizeof mo[0]; i++) CHECK(h5u_attr_i64(f, "/config", mo[i].k, mo[i].v, err));
+    }
     return 0;
 }
 

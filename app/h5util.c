@@ -80,11 +80,6 @@ int h5u_write_i32(hid_t f, const char *name, int ndim, const size_t *dims, const
     return write_any(f, name, H5T_STD_I32LE, H5T_NATIVE_INT32, ndim, dims, data, err);
 }
 
-int h5u_write_i64(hid_t f, const char *name, int ndim, const size_t *dims, const int64_t *data, char *err)
-{
-    return write_any(f, name, H5T_STD_I64LE, H5T_NATIVE_INT64, ndim, dims, data, err);
-}
-
 static int write_series(hid_t f, const char *name, hid_t file_type, hid_t mem_type, size_t n,
                         const void *data, char *err)
 {

@@ -1,6 +1,7 @@
 /* Run file: in-memory record and atomic whole-file writes (runfile.h). */
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,40 @@
 #include "version.h"
 
 #define NB SPECTRA_NBINS
+
+/* ------------------------------------------------------------ metric series
+ *
+ * The metric series of a run file, one row per evaluation (group EVAL) or
+ * per logged training step (group TRAIN): where each lives in the file and
+ * in RunFile.  Allocation, release, writing and reading all walk this table.
+ * The first series of a group is its step, whose length says how many rows
+ * the group has when a file is read. */
+typedef enum { SERIES_EVAL, SERIES_TRAIN } SeriesGroup;
+typedef struct SeriesDef {
+    const char *path;
+    SeriesGroup group;
+    bool is_i64;      /* int64 (steps) or float64 */
+    size_t field;     /* offsetof the array pointer in RunFile */
+} SeriesDef;
+
+#define SERIES(path, group, is_i64, field) {path, group, is_i64, offsetof(RunFile, field)}
+static const SeriesDef SERIES_TABLE[] = {
+    SERIES("/metrics/eval/step", SERIES_EVAL, true, eval_step),
+    SERIES("/metrics/eval/train_loss", SERIES_EVAL, false, eval_train_loss),
+    SERIES("/metrics/eval/test_loss", SERIES_EVAL, false, eval_test_loss),
+    SERIES("/metrics/eval/test_acc", SERIES_EVAL, false, eval_test_acc),
+    SERIES("/metrics/eval/lr", SERIES_EVAL, false, eval_lr),
+    SERIES("/metrics/eval/wall_s", SERIES_EVAL, false, eval_wall),
+    SERIES("/metrics/train/step", SERIES_TRAIN, true, train_step),
+    SERIES("/metrics/train/loss", SERIES_TRAIN, false, train_loss),
+    SERIES("/metrics/train/lr", SERIES_TRAIN, false, train_lr),
+    SERIES("/metrics/train/grad_norm", SERIES_TRAIN, false, train_grad_norm),
+};
+#undef SERIES
+#define N_SERIES (sizeof SERIES_TABLE / sizeof SERIES_TABLE[0])
+
+static void **series_ptr(RunFile *r, const SeriesDef *d) { return (void **)((char *)r + d->field); }
+static size_t series_elem(const SeriesDef *d) { return d->is_i64 ? sizeof(int64_t) : sizeof(double); }
 
 void runfile_init(RunFile *r)
 {
@@ -31,16 +66,7 @@ static void spectrum_free(RunSpectrum *s)
 void runfile_free(RunFile *r)
 {
     free(r->config_yaml);
-    free(r->eval_step);
-    free(r->eval_train_loss);
-    free(r->eval_test_loss);
-    free(r->eval_test_acc);
-    free(r->eval_lr);
-    free(r->eval_wall);
-    free(r->train_step);
-    free(r->train_loss);
-    free(r->train_lr);
-    free(r->train_grad_norm);
+    for (size_t k = 0; k < N_SERIES; k++) free(*series_ptr(r, &SERIES_TABLE[k]));
     free(r->inputs);
     free(r->mask);
     free(r->features);
@@ -96,18 +122,22 @@ static int grow(void **p, size_t need, size_t width, size_t sz)
     return 0;
 }
 
+/* Every series of `group` to `cap` rows. */
+static int grow_group(RunFile *r, SeriesGroup group, size_t cap)
+{
+    for (size_t k = 0; k < N_SERIES; k++)
+        if (SERIES_TABLE[k].group == group &&
+            grow(series_ptr(r, &SERIES_TABLE[k]), cap, 1, series_elem(&SERIES_TABLE[k])))
+            return -1;
+    return 0;
+}
+
 int runfile_add_eval(RunFile *r, int64_t step, double train_loss, double test_loss, double test_acc, double lr,
                      double wall_s, const double *pct_mean, const double *pct_std)
 {
     if (r->n_eval == r->cap_eval) {
         size_t cap = r->cap_eval ? 2 * r->cap_eval : 64, w = per_spectrum(r);
-        if (grow((void **)&r->eval_step, cap, 1, sizeof(int64_t)) ||
-            grow((void **)&r->eval_train_loss, cap, 1, sizeof(double)) ||
-            grow((void **)&r->eval_test_loss, cap, 1, sizeof(double)) ||
-            grow((void **)&r->eval_test_acc, cap, 1, sizeof(double)) ||
-            grow((void **)&r->eval_lr, cap, 1, sizeof(double)) ||
-            grow((void **)&r->eval_wall, cap, 1, sizeof(double)) ||
-            grow((void **)&r->hist_step, cap, 1, sizeof(int64_t)) ||
+        if (grow_group(r, SERIES_EVAL, cap) || grow((void **)&r->hist_step, cap, 1, sizeof(int64_t)) ||
             grow((void **)&r->hist_mean, cap, w ? w : 1, sizeof(double)) ||
             grow((void **)&r->hist_std, cap, w ? w : 1, sizeof(double)))
             return -1;
@@ -133,11 +163,7 @@ int runfile_add_train(RunFile *r, int64_t step, double loss, double lr, double g
 {
     if (r->n_train == r->cap_train) {
         size_t cap = r->cap_train ? 2 * r->cap_train : 256;
-        if (grow((void **)&r->train_step, cap, 1, sizeof(int64_t)) ||
-            grow((void **)&r->train_loss, cap, 1, sizeof(double)) ||
-            grow((void **)&r->train_lr, cap, 1, sizeof(double)) ||
-            grow((void **)&r->train_grad_norm, cap, 1, sizeof(double)))
-            return -1;
+        if (grow_group(r, SERIES_TRAIN, cap)) return -1;
         r->cap_train = cap;
     }
     size_t i = r->n_train++;
@@ -261,18 +287,13 @@ static int write_all(hid_t f, const RunFile *r, const ParamSet *ps, const float 
         return -1;
     if (strcmp(r->status, "failed") == 0 && h5u_attr_string(f, root, "error", r->error, e)) return -1;
     if (write_config(f, r, e)) return -1;
-    if (h5u_write_series_i64(f, "/metrics/eval/step", r->n_eval, r->eval_step, e) ||
-        h5u_write_series_f64(f, "/metrics/eval/train_loss", r->n_eval, r->eval_train_loss, e) ||
-        h5u_write_series_f64(f, "/metrics/eval/test_loss", r->n_eval, r->eval_test_loss, e) ||
-        h5u_write_series_f64(f, "/metrics/eval/test_acc", r->n_eval, r->eval_test_acc, e) ||
-        h5u_write_series_f64(f, "/metrics/eval/lr", r->n_eval, r->eval_lr, e) ||
-        h5u_write_series_f64(f, "/metrics/eval/wall_s", r->n_eval, r->eval_wall, e))
-        return -1;
-    if (h5u_write_series_i64(f, "/metrics/train/step", r->n_train, r->train_step, e) ||
-        h5u_write_series_f64(f, "/metrics/train/loss", r->n_train, r->train_loss, e) ||
-        h5u_write_series_f64(f, "/metrics/train/lr", r->n_train, r->train_lr, e) ||
-        h5u_write_series_f64(f, "/metrics/train/grad_norm", r->n_train, r->train_grad_norm, e))
-        return -1;
+    for (size_t k = 0; k < N_SERIES; k++) {
+        const SeriesDef *d = &SERIES_TABLE[k];
+        const size_t n = d->group == SERIES_EVAL ? r->n_eval : r->n_train;
+        const void *data = *series_ptr((RunFile *)r, d);
+        if (d->is_i64 ? h5u_write_series_i64(f, d->path, n, data, e) : h5u_write_series_f64(f, d->path, n, data, e))
+            return -1;
+    }
     if (write_spectra(f, r, e)) return -1;
     if (ps && write_checkpoint(f, r, ps, m, v, e)) return -1;
     return 0;
@@ -506,21 +527,18 @@ int runfile_load(RunFile *r, const char *path, ParamSet *ps, float *m, float *v,
     hid_t f = open_run(path, err, errlen);
     if (f < 0) return -1;
     char e[H5U_ERR_LEN] = "";
-    size_t n = 0;
     TRY(read_root(f, r, e));
     TRY(h5u_read_string(f, "/config/yaml", &r->config_yaml, e));
-    TRY(read_series_i64(f, "/metrics/eval/step", &r->eval_step, &r->n_eval, e));
-    TRY(read_series_f64(f, "/metrics/eval/train_loss", &r->eval_train_loss, r->n_eval, e));
-    TRY(read_series_f64(f, "/metrics/eval/test_loss", &r->eval_test_loss, r->n_eval, e));
-    TRY(read_series_f64(f, "/metrics/eval/test_acc", &r->eval_test_acc, r->n_eval, e));
-    TRY(read_series_f64(f, "/metrics/eval/lr", &r->eval_lr, r->n_eval, e));
-    TRY(read_series_f64(f, "/metrics/eval/wall_s", &r->eval_wall, r->n_eval, e));
+    for (size_t k = 0; k < N_SERIES; k++) {
+        const SeriesDef *d = &SERIES_TABLE[k];
+        size_t *rows = d->group == SERIES_EVAL ? &r->n_eval : &r->n_train;
+        if (d->is_i64) /* a group's step series comes first and sets its length */
+            TRY(read_series_i64(f, d->path, (int64_t **)series_ptr(r, d), rows, e));
+        else
+            TRY(read_series_f64(f, d->path, (double **)series_ptr(r, d), *rows, e));
+    }
     r->cap_eval = r->n_eval;
-    TRY(read_series_i64(f, "/metrics/train/step", &r->train_step, &n, e));
-    r->n_train = r->cap_train = n;
-    TRY(read_series_f64(f, "/metrics/train/loss", &r->train_loss, n, e));
-    TRY(read_series_f64(f, "/metrics/train/lr", &r->train_lr, n, e));
-    TRY(read_series_f64(f, "/metrics/train/grad_norm", &r->train_grad_norm, n, e));
+    r->cap_train = r->n_train;
     TRY(read_spectra(f, r, e));
     r->cap_hist = r->n_hist;
     if (r->n_hist != r->n_eval) {

@@ -8,19 +8,16 @@
 #include <unistd.h>
 
 #include "../models/model.h"
-#include "../models/model_keys.h"
 #include "../optim/adamw.h"
 #include "../optim/clip.h"
 #include "../optim/schedule.h"
 #include "../tasks/task.h"
-#include "graph.h"
-#include "ops.h"
-#include "rng.h"
+#include "../src/graph.h"
+#include "../src/ops.h"
+#include "../src/rng.h"
 #include "runfile.h"
 #include "spectra.h"
 #include "train.h"
-
-static const char *const SPECTRA_METHODS[] = {"dsf", "paper", NULL};
 
 void train_keys_register(ConfigSchema *s)
 {
@@ -43,7 +40,7 @@ void train_keys_register(ConfigSchema *s)
     config_schema_add_int(s, "train.num_epochs", 0, 0);
     config_schema_add_double(s, "train.eta_min", LR_ETA_MIN_DEFAULT, 0);
     config_schema_add_str(s, "train.param_group", "", CONFIG_IGNORED);
-    config_schema_add_enum(s, "spectra.method", "dsf", SPECTRA_METHODS, 0);
+    config_schema_add_enum(s, "spectra.method", "dsf", spectra_method_names, 0);
     config_schema_add_int(s, "spectra.analysis_batch", 64, 0);
     config_schema_alias_top(s, "seed", "train.seed");
     config_schema_ignore_top(s, "save");
@@ -87,8 +84,9 @@ typedef struct Trainer {
     int64_t total, eval_every, log_every;
     double stop, clip;
     uint64_t seed;
-    double *eig, *pct, *pmean, *pstd;
-    int *n_valid;        /* valid spectra steps per analysis sample (padded inputs), or NULL */
+    SpectraMeter spectra;  /* the analysis batch abatch, the method, valid steps */
+    bool spectra_ok;
+    double *eig, *pmean, *pstd; /* an evaluation's spectra (only its bins are kept) */
     double wall0;        /* wall_s carried from earlier sessions */
     struct timespec t0;  /* start of this session's training */
     bool tty;
@@ -113,6 +111,12 @@ static double wall_now(Trainer *t)
         fputc('\n', stderr);                       \
         return EXIT_USAGE;                         \
     } while (0)
+
+static ModelBatch model_batch(const TaskBatch *b)
+{
+    return (ModelBatch){.B = b->B, .L = b->L, .tokens = b->tokens, .features = b->features, .mask = b->mask,
+                        .rows = b->rows, .n_rows = b->n_rows};
+}
 
 static int positive_key(const Config *c, const char *key)
 {
@@ -202,17 +206,17 @@ static int setup(Trainer *t)
     }
     if (lr_schedule_check(&t->sched, err, sizeof err)) USAGE_FAIL("train: %s", err);
     if (mc.input_dim != t->task->input_dim) {
+        const char *fkey = mc.family->float_input_key, *tkey = t->task->input_kind_key;
         if (mc.input_dim == 0)
             USAGE_FAIL("task '%s' gives float inputs (%d per position) but the model has a token embedding: "
-                       "set model.%s: false and model.input_dim: %d (or give the task token inputs, e.g. "
-                       "dataset.tokenize: true)",
-                       t->task->name, t->task->input_dim, mc.kind == MODEL_MAMBA2 ? "token_embedding" : "embedding",
-                       t->task->input_dim);
+                       "set %s: false and model.input_dim: %d%s%s%s",
+                       t->task->name, t->task->input_dim, fkey, t->task->input_dim,
+                       tkey ? " (or give the task token inputs, e.g. " : "", tkey ? tkey : "", tkey ? ": true)" : "");
         if (t->task->input_dim == 0)
-            USAGE_FAIL("model.%s = false (float inputs through a Linear layer) but task '%s' gives tokens: "
-                       "remove the key%s",
-                       mc.kind == MODEL_MAMBA2 ? "token_embedding" : "embedding", t->task->name,
-                       strcmp(t->task->name, "cifar") == 0 ? " (or set dataset.tokenize: false for float pixels)" : "");
+            USAGE_FAIL("%s = false (float inputs through a Linear layer) but task '%s' gives tokens: "
+                       "remove the key%s%s%s",
+                       fkey, t->task->name, tkey ? " (or set " : "", tkey ? tkey : "",
+                       tkey ? ": false for float inputs)" : "");
         USAGE_FAIL("model.input_dim = %d does not match the task's %d float inputs per position", mc.input_dim,
                    t->task->input_dim);
     }
@@ -244,16 +248,19 @@ static int setup(Trainer *t)
         return EXIT_RUNTIME;
     t->task->test_batch(t->task, 0, t->S, &t->abatch);
     const int La = t->abatch.L; /* padded inputs: the longest analysis sequence */
-    const int Ly = mc.num_layers, H = mc.num_heads, T = model_spectra_T(&t->model, La);
-    size_t n_eig = (size_t)t->S * Ly * H * T, n_pct = (size_t)Ly * H * SPECTRA_NBINS;
-    t->eig = malloc(n_eig * sizeof(double));
-    t->pct = malloc(n_pct * (size_t)t->S * sizeof(double));
-    t->pmean = malloc(n_pct * sizeof(double));
-    t->pstd = malloc(n_pct * sizeof(double));
-    if (!t->eig || !t->pct || !t->pmean || !t->pstd) return EXIT_RUNTIME;
+    ModelBatch ab = model_batch(&t->abatch);
+    if (spectra_meter_init(&t->spectra, &t->model, (SpectraMethod)spectra_method_parse(config_str(c, "spectra.method")),
+                           &ab))
+        return EXIT_RUNTIME;
+    t->spectra_ok = true;
+    const SpectraShape sh = t->spectra.shape;
+    t->eig = malloc((spectra_meter_eig_count(&t->spectra) + 1) * sizeof(double));
+    t->pmean = malloc(spectra_meter_bin_count(&t->spectra) * sizeof(double));
+    t->pstd = malloc(spectra_meter_bin_count(&t->spectra) * sizeof(double));
+    if (!t->eig || !t->pmean || !t->pstd) return EXIT_RUNTIME;
 
     runfile_init(&t->rf);
-    if (runfile_set_spectra_shape(&t->rf, config_str(c, "spectra.method"), t->S, Ly, H, T, La))
+    if (runfile_set_spectra_shape(&t->rf, config_str(c, "spectra.method"), t->S, sh.layers, sh.systems, sh.steps, La))
         return EXIT_RUNTIME;
     memcpy(t->rf.inputs, t->abatch.tokens, (size_t)t->S * La * sizeof(int32_t));
     if (F > 0) { /* the model reads these; the tokens above stay the raw record */
@@ -263,16 +270,12 @@ static int setup(Trainer *t)
         memcpy(t->rf.features, t->abatch.features, (size_t)t->S * La * F * sizeof(float));
     }
     if (t->abatch.mask) {
-        /* dsf counts only the steps of valid (unpadded) positions; paper
-         * keeps the reference's pads-included time axis. */
         t->rf.mask = malloc((size_t)t->S * La * sizeof(float));
-        t->n_valid = malloc((size_t)t->S * sizeof(int));
-        if (!t->rf.mask || !t->n_valid) return EXIT_RUNTIME;
+        if (!t->rf.mask) return EXIT_RUNTIME;
         memcpy(t->rf.mask, t->abatch.mask, (size_t)t->S * La * sizeof(float));
-        model_spectra_valid_steps(&t->model, t->abatch.mask, t->S, La, t->n_valid);
     }
     snprintf(t->rf.task, sizeof t->rf.task, "%s", t->task->name);
-    snprintf(t->rf.model, sizeof t->rf.model, "%s", model_kind_name(mc.kind));
+    snprintf(t->rf.model, sizeof t->rf.model, "%s", model_name(&mc));
     t->rf.seed = (int64_t)t->seed;
     t->rf.threads = t->o->threads;
     t->rf.total_steps = t->total;
@@ -283,11 +286,10 @@ static int setup(Trainer *t)
 
 static void teardown(Trainer *t)
 {
+    if (t->spectra_ok) spectra_meter_free(&t->spectra);
     free(t->eig);
-    free(t->pct);
     free(t->pmean);
     free(t->pstd);
-    free(t->n_valid);
     runfile_free(&t->rf);
     task_batch_free(&t->batch);
     task_batch_free(&t->ebatch);
@@ -300,40 +302,21 @@ static void teardown(Trainer *t)
 
 /* ------------------------------------------------------------ pieces of a step */
 
-static ModelBatch model_batch(const TaskBatch *b)
+/* Spectra of the current weights on the analysis batch: into `s` (init
+ * and final keep the eigenvalues), or into t->eig / t->pmean / t->pstd
+ * (s NULL: an evaluation, which keeps the bins).  `init` selects the
+ * reference's init-time setting where a method has one.  Returns -1 if an
+ * eigenvalue is NaN (a bug). */
+static int compute_spectra(Trainer *t, bool init, RunSpectrum *s)
 {
-    return (ModelBatch){.B = b->B, .L = b->L, .tokens = b->tokens, .features = b->features, .mask = b->mask,
-                        .rows = b->rows, .n_rows = b->n_rows};
-}
-
-/* Eigenvalues of the analysis batch into t->eig, percentages into
- * t->pmean / t->pstd.  `init` selects the reference's init-time setting
- * where a method has one.  Returns -1 if an eigenvalue is NaN (a bug). */
-static int compute_spectra(Trainer *t, bool init)
-{
-    ModelBatch mb = model_batch(&t->abatch);
-    model_spectra(&t->model, &t->g, &mb, (SpectraMethod)spectra_method_parse(t->rf.method), init, t->eig);
-    const int Ly = t->rf.layers, H = t->rf.heads, T = t->rf.T;
-    size_t n = (size_t)t->S * Ly * H * T;
-    long bad = spectra_find_nan(t->eig, n);
-    if (bad >= 0) {
-        fprintf(stderr, "seqeig: internal error: NaN eigenvalue (flat index %ld of the spectra)\n", bad);
+    char err[200];
+    if (spectra_measure(&t->spectra, &t->model, &t->g, init, s ? s->eig : t->eig, s ? s->mean : t->pmean,
+                        s ? s->std : t->pstd, err, sizeof err)) {
+        fprintf(stderr, "seqeig: %s\n", err);
         return -1;
     }
-    const bool paper = strcmp(t->rf.method, "paper") == 0;
-    spectra_percent_valid(t->eig, t->S, Ly, H, T, paper ? NULL : t->n_valid, t->pct);
-    spectra_percent_stats(t->pct, t->S, Ly, H, t->pmean, t->pstd);
+    if (s) s->present = true;
     return 0;
-}
-
-static void store_spectrum(Trainer *t, RunSpectrum *s)
-{
-    size_t n = (size_t)t->S * t->rf.layers * t->rf.heads * t->rf.T;
-    size_t np = (size_t)t->rf.layers * t->rf.heads * SPECTRA_NBINS;
-    memcpy(s->eig, t->eig, n * sizeof(double));
-    memcpy(s->mean, t->pmean, np * sizeof(double));
-    memcpy(s->std, t->pstd, np * sizeof(double));
-    s->present = true;
 }
 
 /* Full test set: mean loss over labelled positions and accuracy. */
@@ -574,8 +557,7 @@ static int run(Trainer *t)
             fprintf(stderr, "seqeig: %s on %s, seed %llu, %zu parameters, %d threads -> %s\n", t->rf.model,
                     t->rf.task, (unsigned long long)t->seed, paramset_count(&t->model.params), t->o->threads,
                     t->o->out);
-        if (compute_spectra(t, true)) return EXIT_RUNTIME;
-        store_spectrum(t, &t->rf.init);
+        if (compute_spectra(t, true, &t->rf.init)) return EXIT_RUNTIME;
         t->rf.step = 0;
         if (save(t)) return EXIT_RUNTIME;
     }
@@ -610,7 +592,7 @@ static int run(Trainer *t)
         if (k % t->eval_every == 0 || k == t->total) {
             double tl, ta;
             evaluate(t, &tl, &ta);
-            if (compute_spectra(t, false)) return EXIT_RUNTIME;
+            if (compute_spectra(t, false, NULL)) return EXIT_RUNTIME;
             double train_loss = t->rf.loss_count ? t->rf.loss_sum / (double)t->rf.loss_count : NAN;
             if (runfile_add_eval(&t->rf, k, train_loss, tl, ta, lr, wall_now(t), t->pmean, t->pstd))
                 return EXIT_RUNTIME;
@@ -633,8 +615,7 @@ static int run(Trainer *t)
         }
     }
     progress_end(t);
-    if (compute_spectra(t, false)) return EXIT_RUNTIME;
-    store_spectrum(t, &t->rf.final);
+    if (compute_spectra(t, false, &t->rf.final)) return EXIT_RUNTIME;
     snprintf(t->rf.status, sizeof t->rf.status, "%s", stopped ? "stopped_early" : "completed");
     if (save(t)) return EXIT_RUNTIME;
     if (!t->o->quiet) {

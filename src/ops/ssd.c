@@ -29,8 +29,8 @@
 #include <omp.h>
 #include <string.h>
 
-#include "../src/ops.h"
-#include "../src/simd_math.h"
+#include "../ops.h"
+#include "../simd_math.h"
 
 /* ---------------------------------------------------------------- kernels */
 

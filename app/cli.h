@@ -1,4 +1,4 @@
-/* The seqeig subcommands (src/main.c dispatches).  Each returns the exit
+/* The seqeig subcommands (app/main.c dispatches).  Each returns the exit
  * code: 0 ok, 2 usage / config / input-file error, 1 runtime failure. */
 #ifndef SEQEIG_CLI_H
 #define SEQEIG_CLI_H
@@ -6,8 +6,5 @@
 int cmd_train(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_spectra(int argc, char **argv);
-
-/* Parse a whole decimal integer in [lo, hi]; 0 ok, -1 otherwise. */
-int cli_parse_int(const char *s, long long lo, long long hi, long long *out);
 
 #endif

@@ -23,8 +23,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../src/ops.h"
-#include "../src/simd_math.h"
+#include "../ops.h"
+#include "../simd_math.h"
 #include "attn_dropout.h"
 
 /* Number of visible (unmasked) columns of row r in a tile (see header). */

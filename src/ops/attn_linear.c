@@ -7,8 +7,8 @@
 #include <omp.h>
 #include <string.h>
 
-#include "../src/ops.h"
-#include "../src/simd.h"
+#include "../ops.h"
+#include "../simd.h"
 
 /* ---------------------------------------------------------------- kernels */
 

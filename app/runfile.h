@@ -14,9 +14,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "config.h"
+#include "../src/config.h"
 #include "h5util.h"
-#include "param.h"
+#include "../src/param.h"
 
 #define RUNFILE_FORMAT "seqeig-run"
 #define RUNFILE_FORMAT_VERSION 1

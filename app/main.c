@@ -1,7 +1,6 @@
 /* seqeig command-line entry point: dispatch to the subcommands (cli.h). */
-#include "threads.h"
+#include "../src/threads.h"
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
@@ -25,16 +24,6 @@ static void usage(FILE *f)
             "  seqeig --version          print the version\n"
             "\n"
             "exit codes: 0 ok, 1 runtime failure, 2 usage / config / input-file error\n");
-}
-
-int cli_parse_int(const char *s, long long lo, long long hi, long long *out)
-{
-    if (!s || !*s) return -1;
-    char *end;
-    long long v = strtoll(s, &end, 10);
-    if (*end || v < lo || v > hi) return -1;
-    *out = v;
-    return 0;
 }
 
 int main(int argc, char **argv)

@@ -15,7 +15,7 @@
 
 #include <stdbool.h>
 
-#include "config.h"
+#include "../src/config.h"
 
 /* Exit codes of the CLI (and return values of train_run). */
 #define EXIT_OK 0

@@ -7,13 +7,13 @@
 #include <unistd.h>
 
 #include "../models/model.h"
-#include "../models/model_keys.h"
 #include "cli.h"
-#include "graph.h"
-#include "rng.h"
+#include "cli_args.h"
+#include "../src/graph.h"
+#include "../src/rng.h"
 #include "runfile.h"
 #include "spectra.h"
-#include "threads.h"
+#include "../src/threads.h"
 #include "train.h"
 
 static void spectra_usage(FILE *f)
@@ -45,32 +45,13 @@ static void print_table(const RunFile *r, const char *what, const RunSpectrum *s
 }
 
 /* Eigenvalues and statistics of the current weights into s. */
-static int fill(Model *m, Graph *g, const RunFile *r, SpectraMethod method, bool init, RunSpectrum *s)
+static int fill(SpectraMeter *meter, Model *m, Graph *g, bool init, RunSpectrum *s)
 {
-    ModelBatch mb = {.B = r->samples, .L = r->L, .tokens = r->inputs, .features = r->features, .mask = r->mask};
-    model_spectra(m, g, &mb, method, init, s->eig);
-    size_t n = (size_t)r->samples * r->layers * r->heads * r->T;
-    long bad = spectra_find_nan(s->eig, n);
-    if (bad >= 0) {
-        fprintf(stderr, "seqeig: internal error: NaN eigenvalue (flat index %ld)\n", bad);
+    char err[200];
+    if (spectra_measure(meter, m, g, init, s->eig, s->mean, s->std, err, sizeof err)) {
+        fprintf(stderr, "seqeig: %s\n", err);
         return -1;
     }
-    double *pct = malloc((size_t)r->samples * r->layers * r->heads * SPECTRA_NBINS * sizeof(double));
-    if (!pct) return -1;
-    /* Padded inputs: dsf counts the valid steps only, paper all (as the reference). */
-    int *n_valid = NULL;
-    if (r->mask && method == SPECTRA_DSF) {
-        n_valid = malloc((size_t)r->samples * sizeof(int));
-        if (!n_valid) {
-            free(pct);
-            return -1;
-        }
-        model_spectra_valid_steps(m, r->mask, r->samples, r->L, n_valid);
-    }
-    spectra_percent_valid(s->eig, r->samples, r->layers, r->heads, r->T, n_valid, pct);
-    free(n_valid);
-    spectra_percent_stats(pct, r->samples, r->layers, r->heads, s->mean, s->std);
-    free(pct);
     s->present = true;
     return 0;
 }
@@ -113,7 +94,7 @@ int cmd_spectra(int argc, char **argv)
         fprintf(stderr, "seqeig spectra: which run file? (usage: seqeig spectra RUN.h5 [--method M])\n");
         return 2;
     }
-    int method = spectra_method_parse(method_name);
+    const int method = spectra_method_parse(method_name);
     if (method < 0) {
         fprintf(stderr, "seqeig spectra: --method '%s': unknown method (allowed: dsf, paper)\n", method_name);
         return 2;
@@ -139,8 +120,9 @@ int cmd_spectra(int argc, char **argv)
     snprintf(label, sizeof label, "%s:/config/yaml", path);
     ModelConfig mc;
     Model m;
-    bool have_model = false, have_graph = false;
+    bool have_model = false, have_graph = false, have_meter = false;
     Graph g;
+    SpectraMeter meter;
     if (config_load_yaml_text(&c, &schema, r.config_yaml, label, err, sizeof err) ||
         model_keys_to_config(&c, &mc, err, sizeof err) || model_create(&m, &mc, err, sizeof err)) {
         fprintf(stderr, "seqeig: %s: the run's configuration does not build a model: %s\n", path, err);
@@ -163,8 +145,11 @@ int cmd_spectra(int argc, char **argv)
     if (graph_init(&g, (size_t)64 << 20, rng_derive_key((uint64_t)r.seed, RNG_DROPOUT, 0))) goto done;
     have_graph = true;
     snprintf(r.method, sizeof r.method, "%s", method_name);
+    const ModelBatch mb = {.B = r.samples, .L = r.L, .tokens = r.inputs, .features = r.features, .mask = r.mask};
+    if (spectra_meter_init(&meter, &m, (SpectraMethod)method, &mb)) goto done;
+    have_meter = true;
     model_init(&m, (uint64_t)r.seed);
-    if (fill(&m, &g, &r, (SpectraMethod)method, true, &r.init)) goto done;
+    if (fill(&meter, &m, &g, true, &r.init)) goto done;
     RunFile ck;
     if (runfile_load(&ck, path, &m.params, NULL, NULL, err, sizeof err)) {
         fprintf(stderr, "seqeig: %s\n", err);
@@ -173,7 +158,7 @@ int cmd_spectra(int argc, char **argv)
         goto done;
     }
     runfile_free(&ck);
-    if (fill(&m, &g, &r, (SpectraMethod)method, false, &r.final)) goto done;
+    if (fill(&meter, &m, &g, false, &r.final)) goto done;
     printf("%s: %s on %s, seed %lld, checkpoint at step %lld (%s)\n\n", path, r.model, r.task, (long long)r.seed,
            (long long)r.step, r.status);
     print_table(&r, "init", &r.init);
@@ -189,6 +174,7 @@ int cmd_spectra(int argc, char **argv)
     }
     rc = 0;
 done:
+    if (have_meter) spectra_meter_free(&meter);
     if (have_graph) graph_free(&g);
     if (have_model) model_free(&m);
     config_free(&c);

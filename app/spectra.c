@@ -1,5 +1,8 @@
-/* Eigenvalue statistics: bins, percentages, mean and std (spectra.h). */
+/* Spectra: measuring, bins, percentages, mean and std (spectra.h). */
 #include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "spectra.h"
 
@@ -76,4 +79,70 @@ void spectra_print_table(FILE *f, const char *title, const double *mean, const d
             }
             fprintf(f, "\n");
         }
+}
+
+/* ------------------------------------------------------------ measuring */
+
+const char *const spectra_method_names[] = {"dsf", "paper", NULL};
+
+int spectra_method_parse(const char *name)
+{
+    if (strcmp(name, "dsf") == 0) return SPECTRA_DSF;
+    if (strcmp(name, "paper") == 0) return SPECTRA_PAPER;
+    return -1;
+}
+
+int spectra_meter_init(SpectraMeter *s, const Model *m, SpectraMethod method, const ModelBatch *batch)
+{
+    memset(s, 0, sizeof *s);
+    s->method = method;
+    s->batch = *batch;
+    s->samples = batch->B;
+    s->shape = model_spectra_shape(m, batch->L);
+    s->pct = malloc((spectra_meter_bin_count(s) * (size_t)s->samples + 1) * sizeof(double));
+    if (!s->pct) return -1;
+    if (batch->mask && method == SPECTRA_DSF) {
+        /* valid positions are a prefix: the steps of each sample's valid part */
+        s->n_valid = malloc(((size_t)s->samples + 1) * sizeof(int));
+        if (!s->n_valid) return -1;
+        const int L = batch->L;
+        for (int i = 0; i < s->samples; i++) {
+            int n = 0;
+            while (n < L && batch->mask[(size_t)i * L + n] != 0.0f) n++;
+            s->n_valid[i] = model_spectra_shape(m, n).steps;
+        }
+    }
+    return 0;
+}
+
+void spectra_meter_free(SpectraMeter *s)
+{
+    free(s->n_valid);
+    free(s->pct);
+    memset(s, 0, sizeof *s);
+}
+
+size_t spectra_meter_eig_count(const SpectraMeter *s)
+{
+    return (size_t)s->samples * s->shape.layers * s->shape.systems * s->shape.steps;
+}
+
+size_t spectra_meter_bin_count(const SpectraMeter *s)
+{
+    return (size_t)s->shape.layers * s->shape.systems * SPECTRA_NBINS;
+}
+
+int spectra_measure(SpectraMeter *s, Model *m, Graph *g, bool init, double *eig, double *mean, double *std,
+                    char *err, size_t errlen)
+{
+    model_eigenvalues(m, g, &s->batch, s->method, init, eig);
+    const long bad = spectra_find_nan(eig, spectra_meter_eig_count(s));
+    if (bad >= 0) {
+        snprintf(err, errlen, "internal error: NaN eigenvalue (flat index %ld of the spectra)", bad);
+        return -1;
+    }
+    const SpectraShape *sh = &s->shape;
+    spectra_percent_valid(eig, s->samples, sh->layers, sh->systems, sh->steps, s->n_valid, s->pct);
+    spectra_percent_stats(s->pct, s->samples, sh->layers, sh->systems, mean, std);
+    return 0;
 }

@@ -42,8 +42,8 @@
 #ifndef SEQEIG_SSD_H
 #define SEQEIG_SSD_H
 
-#include "../src/graph.h"
-#include "../src/simd.h"
+#include "../graph.h"
+#include "../simd.h"
 
 /* Default chunk length Q (a multiple of 8).  Measured on B=64, L=512,
  * P=N=128, 2 threads: Q=32, 64, 128 give forward+backward 73, 73, 79 ms;

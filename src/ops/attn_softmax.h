@@ -40,7 +40,7 @@
 #ifndef SEQEIG_ATTN_SOFTMAX_H
 #define SEQEIG_ATTN_SOFTMAX_H
 
-#include "../src/graph.h"
+#include "../graph.h"
 
 /* Tile sizes (rows of q per block, rows of k/v per block), chosen by
  * measurement on the target shapes; see attn_softmax.c. */
@@ -114,7 +114,7 @@ void attn_sm_rowdot_scalar(const float *a, int lda, const float *b, int ldb, int
 void attn_sm_transpose(const float *src, int lds, int n, int m, float *dst, int ldd);
 void attn_sm_transpose_scalar(const float *src, int lds, int n, int m, float *dst, int ldd);
 
-#include "../src/simd.h"
+#include "../simd.h"
 #if SIMD_AVX2
 void attn_sm_transpose_avx2(const float *src, int lds, int n, int m, float *dst, int ldd);
 void attn_sm_fwd_tile_avx2(float *s, int lds, int nq, int nk, int diag, float *m, float *l,

@@ -6,8 +6,10 @@
 #include <sys/stat.h>
 
 #include "cli.h"
-#include "config.h"
-#include "threads.h"
+#include "cli_args.h"
+#include "../models/model.h"
+#include "../src/config.h"
+#include "../src/threads.h"
 #include "train.h"
 
 static void train_usage(FILE *f)
@@ -142,10 +144,13 @@ int cmd_train(int argc, char **argv)
     }
     char default_out[512];
     if (!out) {
-        const char *model = strcmp(config_str(&c, "model.layer"), "mamba") == 0 ? config_str(&c, "model.version")
-                                                                                   : config_str(&c, "model.attention_fn");
+        ModelConfig mc;
+        if (model_keys_to_config(&c, &mc, err, sizeof err)) {
+            fprintf(stderr, "seqeig: %s\n", err);
+            goto free_config;
+        }
         snprintf(default_out, sizeof default_out, "results/%s/%s/seed%d.h5", config_str(&c, "dataset._name_"),
-                 model, config_int(&c, "train.seed"));
+                 model_name(&mc), config_int(&c, "train.seed"));
         out = default_out;
     }
     if (make_parent_dirs(out)) {

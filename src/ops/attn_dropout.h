@@ -17,7 +17,7 @@
 
 #include <stdint.h>
 
-#include "../src/simd.h"
+#include "../simd.h"
 
 typedef struct AttnDropout {
     uint64_t key;   /* g->dropout_seed */

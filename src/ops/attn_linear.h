@@ -50,7 +50,7 @@
 
 #include <stdbool.h>
 
-#include "../src/graph.h"
+#include "../graph.h"
 
 /* Chunk size of op_causal_linear_attn: one chunk (plain masked quadratic
  * form, no state GEMMs, cheapest backward) when L <= 64 or L < min(dk, dv),

@@ -9,8 +9,8 @@
  * turns the words into multipliers 8 at a time. */
 #include "attn_dropout.h"
 
-#include "../src/philox_avx2.h"
-#include "../src/rng.h"
+#include "../philox_avx2.h"
+#include "../rng.h"
 
 static inline float keep_scale(float p) { return 1.0f / (1.0f - p); }
 

@@ -25,7 +25,6 @@ int h5u_group(hid_t f, const char *name, char *err);
 int h5u_write_f32(hid_t f, const char *name, int ndim, const size_t *dims, const float *data, char *err);
 int h5u_write_f64(hid_t f, const char *name, int ndim, const size_t *dims, const double *data, char *err);
 int h5u_write_i32(hid_t f, const char *name, int ndim, const size_t *dims, const int32_t *data, char *err);
-int h5u_write_i64(hid_t f, const char *name, int ndim, const size_t *dims, const int64_t *data, char *err);
 /* 1-D datasets of n rows (n may be 0), chunked with unlimited maximum size
  * so that readers see them as extendible series. */
 int h5u_write_series_f64(hid_t f, const char *name, size_t n, const double *data, char *err);
