@@ -16,6 +16,36 @@ void spectra_bins_of(double r, int flags[SPECTRA_NBINS])
     flags[SPECTRA_NBINS - 1] = r > th[SPECTRA_NTHRESH - 1];
 }
 
+const double spectra_phase_thresholds[SPECTRA_NPHASE_THRESH] = {1.0, 10.0, 45.0, 90.0, 180.0};
+
+void spectra_phase_bins_of(double deg, int flags[SPECTRA_NPHASE_BINS])
+{
+    const double *th = spectra_phase_thresholds;
+    flags[0] = deg >= 0.0 && deg <= th[0];
+    for (int k = 1; k < SPECTRA_NPHASE_THRESH; k++) flags[k] = deg >= th[k - 1] && deg <= th[k];
+    flags[SPECTRA_NPHASE_BINS - 1] = deg > th[SPECTRA_NPHASE_THRESH - 1];
+}
+
+void spectra_percent_complex(const double *eig, int Ly, int H, int N, double *radius_pct, double *phase_pct)
+{
+    const double to_deg = 180.0 / 3.14159265358979323846;
+    for (size_t s = 0; s < (size_t)Ly * H; s++) {
+        int rc[SPECTRA_NBINS] = {0}, pc[SPECTRA_NPHASE_BINS] = {0};
+        for (int j = 0; j < N; j++) {
+            const double re = eig[(s * N + j) * 2], im = eig[(s * N + j) * 2 + 1];
+            int f[SPECTRA_NBINS], g[SPECTRA_NPHASE_BINS];
+            spectra_bins_of(hypot(re, im), f);
+            spectra_phase_bins_of(atan2(im, re) * to_deg, g);
+            for (int k = 0; k < SPECTRA_NBINS; k++) rc[k] += f[k];
+            for (int k = 0; k < SPECTRA_NPHASE_BINS; k++) pc[k] += g[k];
+        }
+        for (int k = 0; k < SPECTRA_NBINS; k++) radius_pct[s * SPECTRA_NBINS + k] = N > 0 ? 100.0 * rc[k] / N : 0.0;
+        if (phase_pct)
+            for (int k = 0; k < SPECTRA_NPHASE_BINS; k++)
+                phase_pct[s * SPECTRA_NPHASE_BINS + k] = N > 0 ? 100.0 * pc[k] / N : 0.0;
+    }
+}
+
 void spectra_percent(const double *eig, int S, int Ly, int H, int T, double *pct)
 {
     spectra_percent_valid(eig, S, Ly, H, T, NULL, pct);
@@ -97,11 +127,12 @@ int spectra_meter_init(SpectraMeter *s, const Model *m, SpectraMethod method, co
     memset(s, 0, sizeof *s);
     s->method = method;
     s->batch = *batch;
-    s->samples = batch->B;
     s->shape = model_spectra_shape(m, batch->L);
+    const bool lti = s->shape.kind == SPECTRA_LTI;
+    s->samples = lti ? 1 : batch->B;
     s->pct = malloc((spectra_meter_bin_count(s) * (size_t)s->samples + 1) * sizeof(double));
     if (!s->pct) return -1;
-    if (batch->mask && method == SPECTRA_DSF) {
+    if (batch->mask && method == SPECTRA_DSF && !lti) {
         /* valid positions are a prefix: the steps of each sample's valid part */
         s->n_valid = malloc(((size_t)s->samples + 1) * sizeof(int));
         if (!s->n_valid) return -1;
@@ -124,7 +155,7 @@ void spectra_meter_free(SpectraMeter *s)
 
 size_t spectra_meter_eig_count(const SpectraMeter *s)
 {
-    return (size_t)s->samples * s->shape.layers * s->shape.systems * s->shape.steps;
+    return (size_t)s->samples * s->shape.layers * s->shape.systems * s->shape.steps * (s->shape.complex ? 2 : 1);
 }
 
 size_t spectra_meter_bin_count(const SpectraMeter *s)
@@ -142,6 +173,11 @@ int spectra_measure(SpectraMeter *s, Model *m, Graph *g, bool init, double *eig,
         return -1;
     }
     const SpectraShape *sh = &s->shape;
+    if (sh->complex) { /* LTI, (layers, systems, N, 2) */
+        spectra_percent_complex(eig, sh->layers, sh->systems, sh->steps, mean, NULL);
+        memset(std, 0, spectra_meter_bin_count(s) * sizeof(double));
+        return 0;
+    }
     spectra_percent_valid(eig, s->samples, sh->layers, sh->systems, sh->steps, s->n_valid, s->pct);
     spectra_percent_stats(s->pct, s->samples, sh->layers, sh->systems, mean, std);
     return 0;

@@ -3,11 +3,14 @@
  * statistics, in one place for the trainer and `seqeig spectra`
  * (docs/eigenvalues.md).
  *
- * Eigenvalue arrays have the model's SpectraShape (models/model.h).  Per
- * step (today's families): float64 (samples S, layers Ly, heads H, steps T)
- * in row-major order, as models hand them out; the radius r of an
- * eigenvalue is its value (all are real and >= 0).  LTI (input-independent,
- * complex) shapes are described in docs/eigenvalues.md.
+ * Eigenvalue arrays have the model's SpectraShape (models/model.h,
+ * docs/eigenvalues.md "Two shapes"):
+ *   per step  float64 (samples S, layers Ly, heads H, steps T) in row-major
+ *             order, as models hand them out; the radius r of an eigenvalue
+ *             is its value (all are real and >= 0);
+ *   LTI       float64 (layers Ly, systems H, N, 2): N complex eigenvalues
+ *             (re, im) per layer and system, no sample axis; the radius is
+ *             |lambda|, and each value also has a phase (phase bins below).
  *
  * Seven bins with the reference thresholds [0.1, 0.5, 0.9, 1, 10, 100]:
  *   0: 0 <= r <= 0.1    1: 0.1 <= r <= 0.5   2: 0.5 <= r <= 0.9
@@ -45,6 +48,21 @@ void spectra_percent(const double *eig, int S, int Ly, int H, int T, double *pct
  * bin.  n_valid == NULL means all T. */
 void spectra_percent_valid(const double *eig, int S, int Ly, int H, int T, const int *n_valid, double *pct);
 
+/* Phase bins of complex eigenvalues, thresholds [1, 10, 45, 90, 180]
+ * degrees, phase = atan2(im, re) in (-180, 180]: 0: [0, 1], 1: [1, 10],
+ * 2: [10, 45], 3: [45, 90], 4: [90, 180], 5: > 180 (never filled: the
+ * reference's last bin); closed at both ends like the radius bins, a
+ * negative phase (the conjugate half) in none. */
+#define SPECTRA_NPHASE_BINS 6
+#define SPECTRA_NPHASE_THRESH 5
+extern const double spectra_phase_thresholds[SPECTRA_NPHASE_THRESH];
+void spectra_phase_bins_of(double degrees, int flags[SPECTRA_NPHASE_BINS]);
+
+/* LTI spectra eig (Ly, H, N, 2): per (layer, system) the percentage of its
+ * N eigenvalues in each radius bin, radius_pct (Ly, H, 7), and, if
+ * phase_pct is non-NULL, in each phase bin, phase_pct (Ly, H, 6). */
+void spectra_percent_complex(const double *eig, int Ly, int H, int N, double *radius_pct, double *phase_pct);
+
 /* mean, std (Ly, H, 7) over the S samples of pct (S, Ly, H, 7). */
 void spectra_percent_stats(const double *pct, int S, int Ly, int H, double *mean, double *std);
 
@@ -68,7 +86,7 @@ typedef struct SpectraMeter {
     SpectraMethod method;
     ModelBatch batch;        /* the analysis batch (not owned) */
     SpectraShape shape;      /* of batch.L */
-    int samples;             /* batch.B */
+    int samples;             /* batch.B (per step); 1 for input-independent (LTI) spectra */
     /* Padded inputs: the valid steps of each sample.  Method dsf bins only
      * those; method paper keeps the reference's time axis, pads included
      * (n_valid NULL). */
@@ -86,7 +104,8 @@ size_t spectra_meter_bin_count(const SpectraMeter *s);
 
 /* Eigenvalues of m's current weights on the meter's batch into eig, their
  * bin percentages' mean and std over the samples into mean, std (layers,
- * systems, 7).  `init` selects the reference's init-time setting where the
+ * systems, 7); LTI spectra: the percentages over the N eigenvalues of each
+ * system into mean, std 0 (input-independent: nothing varies).  `init` selects the reference's init-time setting where the
  * method has one (model_eigenvalues).  Returns 0, or -1 with a message
  * when an eigenvalue is NaN (a bug, never a result). */
 int spectra_measure(SpectraMeter *s, Model *m, Graph *g, bool init, double *eig, double *mean, double *std,

@@ -79,16 +79,17 @@ struct Model {
  *             and paper hooks are (samples, layers, systems, steps) float64.
  *             systems = heads, steps = L - 1 (attention) or L (Mamba-2).
  *   LTI       (SPECTRA_LTI): input-independent eigenvalues of a linear
- *             time-invariant layer, `steps` (= N) complex values per (layer,
- *             system = channel); no sample axis.  For the LRU and S4
- *             families. */
+ *             time-invariant layer, `steps` (= N) values per (layer,
+ *             system = channel), no sample axis: (layers, systems, N) real,
+ *             or (layers, systems, N, 2) as (re, im) pairs when complex.
+ *             For LTI state-space families (LRU, S4). */
 typedef enum { SPECTRA_PER_STEP, SPECTRA_LTI } SpectraKind;
 typedef struct SpectraShape {
     SpectraKind kind;
     int layers;
     int systems;   /* heads (per step) or channels (LTI) per layer */
     int steps;     /* values per system: time steps of a length-L sequence, or N */
-    bool complex;  /* values have an imaginary part */
+    bool complex;  /* values have an imaginary part: (re, im) pairs; LTI shapes only */
 } SpectraShape;
 
 /* How eigenvalues are computed (docs/eigenvalues.md). */

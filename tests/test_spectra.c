@@ -164,6 +164,160 @@ START_TEST(test_find_nan)
 }
 END_TEST
 
+/* Phase bins: thresholds 1, 10, 45, 90, 180 degrees closed at both ends,
+ * > 180 never reached, negative phases in none. */
+START_TEST(test_phase_bins_closed_at_both_ends_negative_in_none)
+{
+    int f[SPECTRA_NPHASE_BINS];
+    const struct { double deg; int want[SPECTRA_NPHASE_BINS]; } cases[] = {
+        {0.0, {1, 0, 0, 0, 0, 0}},   {0.5, {1, 0, 0, 0, 0, 0}}, {1.0, {1, 1, 0, 0, 0, 0}},
+        {10.0, {0, 1, 1, 0, 0, 0}},  {45.0, {0, 0, 1, 1, 0, 0}}, {90.0, {0, 0, 0, 1, 1, 0}},
+        {180.0, {0, 0, 0, 0, 1, 0}}, {135.0, {0, 0, 0, 0, 1, 0}}, {-0.5, {0, 0, 0, 0, 0, 0}},
+        {-180.0 + 1e-9, {0, 0, 0, 0, 0, 0}},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        spectra_phase_bins_of(cases[c].deg, f);
+        for (int k = 0; k < SPECTRA_NPHASE_BINS; k++)
+            ck_assert_msg(f[k] == cases[c].want[k], "phase %g: bin %d is %d", cases[c].deg, k, f[k]);
+    }
+}
+END_TEST
+
+/* Complex LTI eigenvalues (layers, systems, N, 2): radius |z| and phase
+ * atan2(im, re) per (layer, system) over its N values, by hand. */
+START_TEST(test_percent_complex_radius_and_phase_by_hand)
+{
+    /* layer 0 system 0: 0.95 at 0.5 deg, 0.95 at -0.5 deg (conjugate),
+     *                   0.3 at 30 deg, 2.0 at 100 deg
+     * layer 0 system 1: four times 1.0 at 0 deg (radius 1 and phase 0 count
+     *                   in two radius bins and one phase bin) */
+    const double pi = 3.14159265358979323846;
+    const double rt[8][2] = {{0.95, 0.5}, {0.95, -0.5}, {0.3, 30}, {2.0, 100}, {1, 0}, {1, 0}, {1, 0}, {1, 0}};
+    double eig[16];
+    for (int j = 0; j < 8; j++) {
+        eig[2 * j] = rt[j][0] * cos(rt[j][1] * pi / 180);
+        eig[2 * j + 1] = rt[j][0] * sin(rt[j][1] * pi / 180);
+    }
+    eig[8 + 1] = eig[10 + 1] = eig[12 + 1] = eig[14 + 1] = 0.0; /* exactly real */
+    double rp[2 * SPECTRA_NBINS], pp[2 * SPECTRA_NPHASE_BINS];
+    spectra_percent_complex(eig, 1, 2, 4, rp, pp);
+    const double want_r0[SPECTRA_NBINS] = {0, 25, 0, 50, 25, 0, 0};
+    const double want_p0[SPECTRA_NPHASE_BINS] = {25, 0, 25, 0, 25, 0};
+    const double want_r1[SPECTRA_NBINS] = {0, 0, 0, 100, 100, 0, 0};
+    const double want_p1[SPECTRA_NPHASE_BINS] = {100, 0, 0, 0, 0, 0};
+    for (int k = 0; k < SPECTRA_NBINS; k++) {
+        ck_assert_msg(rp[k] == want_r0[k], "radius bin %d of system 0: %g", k, rp[k]);
+        ck_assert_msg(rp[SPECTRA_NBINS + k] == want_r1[k], "radius bin %d of system 1: %g", k, rp[SPECTRA_NBINS + k]);
+    }
+    for (int k = 0; k < SPECTRA_NPHASE_BINS; k++) {
+        ck_assert_msg(pp[k] == want_p0[k], "phase bin %d of system 0: %g", k, pp[k]);
+        ck_assert_msg(pp[SPECTRA_NPHASE_BINS + k] == want_p1[k], "phase bin %d of system 1: %g", k,
+                      pp[SPECTRA_NPHASE_BINS + k]);
+    }
+}
+END_TEST
+
+/* An input-independent (LTI) family plugs into the spectra module through
+ * the family interface alone: a test family whose eigenvalues are N
+ * complex values per (layer, channel), written by its forward hook.  The
+ * meter sizes them without a sample axis and bins them over N with std 0. */
+enum { LTI_LAYERS = 2, LTI_CHANNELS = 3, LTI_N = 4 };
+
+static void lti_keys(ConfigSchema *s) { (void)s; }
+static int lti_from_config(const Config *c, ModelConfig *mc, char *err, size_t errlen)
+{
+    (void)c, (void)mc, (void)err, (void)errlen;
+    return 0;
+}
+static const char *lti_name(const ModelConfig *mc)
+{
+    (void)mc;
+    return "test-lti";
+}
+static int lti_check(const ModelConfig *mc, char *err, size_t errlen)
+{
+    (void)mc, (void)err, (void)errlen;
+    return 0;
+}
+static int lti_create(Model *m, char *err, size_t errlen)
+{
+    (void)err, (void)errlen;
+    m->impl = &m->params; /* nothing of its own; non-NULL marks "created" */
+    return paramset_finalize(&m->params);
+}
+static void lti_free(Model *m) { m->impl = NULL; }
+static void lti_init(Model *m, uint64_t seed) { (void)m, (void)seed; }
+/* lambda_j of (layer l, channel c) = r_j e^{i theta_c}: r = 0.3, 0.6, 0.7, 0.95 (away from
+ * the thresholds, which rounding of cos/sin could move across), theta = 20 (c + 1) degrees */
+static Tensor *lti_forward(Model *m, Graph *g, const ModelBatch *b, double *eig)
+{
+    (void)m, (void)g, (void)b;
+    if (!eig) return NULL;
+    for (int l = 0; l < LTI_LAYERS; l++)
+        for (int c = 0; c < LTI_CHANNELS; c++)
+            for (int j = 0; j < LTI_N; j++) {
+                static const double radius[LTI_N] = {0.3, 0.6, 0.7, 0.95};
+                const double r = radius[j], th = 20.0 * (c + 1) * 3.14159265358979323846 / 180;
+                double *z = eig + (((size_t)l * LTI_CHANNELS + c) * LTI_N + j) * 2;
+                z[0] = r * cos(th), z[1] = r * sin(th);
+            }
+    return NULL;
+}
+static void lti_paper(Model *m, Graph *g, const ModelBatch *b, double *eig) { lti_forward(m, g, b, eig); }
+static SpectraShape lti_shape(const ModelConfig *mc, int L)
+{
+    (void)mc, (void)L;
+    return (SpectraShape){.kind = SPECTRA_LTI, .layers = LTI_LAYERS, .systems = LTI_CHANNELS, .steps = LTI_N,
+                          .complex = true};
+}
+static const char *const LTI_NAMES[] = {"test-lti", NULL};
+static const ModelFamily lti_family = {
+    .layer = "test-lti", .names = LTI_NAMES, .register_keys = lti_keys, .from_config = lti_from_config,
+    .name = lti_name, .check = lti_check, .create = lti_create, .free = lti_free, .init = lti_init,
+    .forward = lti_forward, .spectra_paper = lti_paper, .spectra_shape = lti_shape,
+};
+
+START_TEST(test_lti_family_spectra_have_no_sample_axis_and_bin_over_N)
+{
+    ModelConfig c;
+    memset(&c, 0, sizeof c);
+    c.family = &lti_family;
+    c.vocab_size = c.output_dim = 4, c.hidden_dim = 3, c.state_dim = LTI_N, c.num_heads = 1;
+    c.num_layers = LTI_LAYERS;
+    Model m;
+    char err[200] = "";
+    ck_assert_msg(model_create(&m, &c, err, sizeof err) == 0, "%s", err);
+    ck_assert_str_eq(model_name(&m.cfg), "test-lti");
+    int32_t tok[2 * 5] = {0};
+    const float mask[2 * 5] = {1, 1, 1, 0, 0, 1, 1, 1, 1, 1}; /* padding plays no part */
+    ModelBatch b = {.B = 2, .L = 5, .tokens = tok, .mask = mask};
+    for (int method = SPECTRA_DSF; method <= SPECTRA_PAPER; method++) {
+        SpectraMeter s;
+        ck_assert_int_eq(spectra_meter_init(&s, &m, (SpectraMethod)method, &b), 0);
+        ck_assert_int_eq(s.samples, 1);
+        ck_assert_ptr_null(s.n_valid);
+        ck_assert_uint_eq(spectra_meter_eig_count(&s), (size_t)LTI_LAYERS * LTI_CHANNELS * LTI_N * 2);
+        ck_assert_uint_eq(spectra_meter_bin_count(&s), (size_t)LTI_LAYERS * LTI_CHANNELS * SPECTRA_NBINS);
+        double eig[LTI_LAYERS * LTI_CHANNELS * LTI_N * 2], mean[LTI_LAYERS * LTI_CHANNELS * SPECTRA_NBINS],
+            std[LTI_LAYERS * LTI_CHANNELS * SPECTRA_NBINS];
+        Graph g;
+        ck_assert(graph_init(&g, 0, 1) == 0);
+        ck_assert_msg(spectra_measure(&s, &m, &g, true, eig, mean, std, err, sizeof err) == 0, "%s", err);
+        /* radii 0.3 in [0.1,0.5], 0.6 and 0.7 in [0.5,0.9], 0.95 in [0.9,1] */
+        const double want[SPECTRA_NBINS] = {0, 25, 50, 25, 0, 0, 0};
+        for (int sys = 0; sys < LTI_LAYERS * LTI_CHANNELS; sys++)
+            for (int k = 0; k < SPECTRA_NBINS; k++) {
+                ck_assert_msg(fabs(mean[sys * SPECTRA_NBINS + k] - want[k]) < 1e-12, "system %d bin %d: %g", sys, k,
+                              mean[sys * SPECTRA_NBINS + k]);
+                ck_assert(std[sys * SPECTRA_NBINS + k] == 0.0);
+            }
+        graph_free(&g);
+        spectra_meter_free(&s);
+    }
+    model_free(&m);
+}
+END_TEST
+
 /* ==================================================== model_spectra_paper */
 
 static ModelConfig base_cfg(const char *name)
@@ -731,6 +885,9 @@ Suite *suite_spectra(void)
     tcase_add_test(tc, test_percent_layout_samples_layers_heads);
     tcase_add_test(tc, test_percent_stats_population_std_by_hand);
     tcase_add_test(tc, test_find_nan);
+    tcase_add_test(tc, test_phase_bins_closed_at_both_ends_negative_in_none);
+    tcase_add_test(tc, test_percent_complex_radius_and_phase_by_hand);
+    tcase_add_test(tc, test_lti_family_spectra_have_no_sample_axis_and_bin_over_N);
     suite_add_tcase(s, tc);
     tc = tcase_create("paper");
     tcase_set_timeout(tc, 60);
