@@ -66,11 +66,9 @@ typedef struct Mamba2Options {
     bool pseudo_lti;
 } Mamba2Options;
 
-_Static_assert(sizeof(Mamba2Options) <= MODEL_OPTIONS_BYTES, "Mamba2Options do not fit ModelConfig");
+MODEL_OPTIONS_FIT(Mamba2Options);
 
-#define mamba2_options(cfg)                                                                       \
-    _Generic((cfg), const ModelConfig *: (const Mamba2Options *)(const void *)(cfg)->options.bytes, \
-             default: (Mamba2Options *)(void *)(cfg)->options.bytes)
+#define mamba2_options(cfg) MODEL_OPTIONS(Mamba2Options, cfg)
 
 extern const ModelFamily mamba2_family;
 

@@ -55,6 +55,14 @@ typedef struct ModelConfig {
     } options;
 } ModelConfig;
 
+/* A family's options of type T in cfg (const in, const out), e.g.
+ *   #define transformer_options(cfg) MODEL_OPTIONS(TransformerOptions, cfg)
+ * and the compile-time check that T fits. */
+#define MODEL_OPTIONS(T, cfg)                                                                      \
+    _Generic((cfg), const ModelConfig *: (const T *)(const void *)(cfg)->options.bytes,          \
+             default: (T *)(void *)(cfg)->options.bytes)
+#define MODEL_OPTIONS_FIT(T) _Static_assert(sizeof(T) <= MODEL_OPTIONS_BYTES, #T " does not fit ModelConfig")
+
 typedef struct Model Model;
 
 /* One batch as the model sees it. */

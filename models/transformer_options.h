@@ -26,11 +26,9 @@ typedef struct TransformerOptions {
     bool offset;
 } TransformerOptions;
 
-_Static_assert(sizeof(TransformerOptions) <= MODEL_OPTIONS_BYTES, "TransformerOptions do not fit ModelConfig");
+MODEL_OPTIONS_FIT(TransformerOptions);
 
 /* The options of a transformer-family config (const in, const out). */
-#define transformer_options(cfg)                                                                   \
-    _Generic((cfg), const ModelConfig *: (const TransformerOptions *)(const void *)(cfg)->options.bytes, \
-             default: (TransformerOptions *)(void *)(cfg)->options.bytes)
+#define transformer_options(cfg) MODEL_OPTIONS(TransformerOptions, cfg)
 
 #endif
