@@ -155,7 +155,7 @@ asan: deps
 test-c-asan: $(TEST_BIN) $(BIN)
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 CK_TIMEOUT_MULTIPLIER=10 \
 	  OMP_NUM_THREADS=2 $(TEST_BIN)
-	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 SEQEIG=$(BIN) \
+	ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1 UBSAN_OPTIONS=print_stacktrace=1 SEQEIG=$(BIN) \
 	  $(PYTHON) tests/e2e/test_cli.py
 
 bench: deps $(BENCH_BIN)

@@ -111,7 +111,13 @@ int mqar_dataset_generate(MqarDataset *d, const MqarParams *p, uint64_t key,
     size_t total = (size_t)n * (size_t)L;
     d->inputs = malloc(sizeof(int32_t) * (total ? total : 1));
     d->labels = malloc(sizeof(int32_t) * (total ? total : 1));
-    if (!d->inputs || !d->labels) { mqar_dataset_free(d); return fail(err, errlen, "out of memory"); }
+    if (!d->inputs || !d->labels) {
+        mqar_dataset_free(d);
+        if (err && errlen)
+            snprintf(err, errlen, "out of memory: %d sequences of %d tokens need %.1f GiB (inputs and labels)", n, L,
+                     2.0 * sizeof(int32_t) * (double)total / (1024.0 * 1024.0 * 1024.0));
+        return -1;
+    }
     d->n = n;
     d->L = L;
     #pragma omp parallel for schedule(static)

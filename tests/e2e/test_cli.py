@@ -163,6 +163,12 @@ def test_config_errors(d):
             check(f"{name}.yaml:" in err, "the message names the file and line")
     rc, _, err = run("train", "--config", os.path.join(d, "base.yaml"), "--set", "model.hidden_dim=abc")
     check(rc == 2 and "expected an integer" in err, "--set with a bad type -> exit 2")
+    # an impossible test set: a clear message with the memory it needed (it was a NULL dereference)
+    out_h5 = os.path.join(d, "huge.h5")
+    rc, _, err = run("train", "--config", os.path.join(d, "base.yaml"), "--out", out_h5, "--quiet",
+                     "--set", "dataset.num_test_examples=1000000000")
+    check(rc == 2 and "out of memory" in err and "GiB" in err and not os.path.exists(out_h5),
+          f"an impossible MQAR test set: exit 2 naming the memory it needs (got {rc}: {err.strip()[:160]})")
 
 
 def test_reference_config(d):
