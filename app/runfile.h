@@ -1,4 +1,4 @@
-/* The run file (SPEC 7, docs/hdf5-format.md): everything a run records,
+/* The run file (docs/hdf5-format.md): everything a run records,
  * held in memory and written as a whole.
  *
  * runfile_save writes the complete file to "<path>.tmp", flushes it to

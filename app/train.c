@@ -187,8 +187,9 @@ static int setup(Trainer *t)
         t->total = (int64_t)epochs * spe;
         t->eval_every = spe;
     }
-    /* Schedule (SPEC 5, STUDY 5.1): the reference trainers run their
-     * warmup x cosine scheduler only when the warmup key they read exists:
+    /* Schedule (docs/training.md, The learning-rate schedule): the
+     * reference trainers run their warmup x cosine scheduler only when the
+     * warmup key they read exists:
      * `warmup_steps` for step-based training (the MQAR attention configs
      * say `warmup:`, so they train at a constant rate), `warmup` (epochs)
      * for epoch-based training.  Absent (-1) = constant rate. */

@@ -1,7 +1,7 @@
-/* The trainer (SPEC 5): AdamW + global-norm clipping + warmup/cosine
+/* The trainer (docs/training.md): AdamW + global-norm clipping + warmup/cosine
  * schedule, evaluation on the full test set every `train.eval_every`
  * steps, early stop, eigenvalue spectra at init / every evaluation / the
- * end, and the run file (src/runfile.h) written after every evaluation.
+ * end, and the run file (app/runfile.h) written after every evaluation.
  *
  * It drives any model through models/model.h and any task through
  * tasks/task.h; it knows no particular model or task.

@@ -3,7 +3,8 @@
  * One step = graph_begin, zero gradients, forward (logits only at the
  * labelled rows), cross entropy, backward, global-norm clipping at 1.0,
  * AdamW (lr 1e-3, weight decay 0.1).  Models as the reference study's MQAR
- * configs (SPEC 3, STUDY 5.2) with dropout 0:
+ * configs (docs/parameters.md; docs/training.md, Reference settings per
+ * task) with dropout 0:
  *   sm-attention    learned positions, mixer none
  *   lin-attention   learned positions, mixer none
  *   norm-attention  softplus, elu+1, scale_B, offset, conv 4, no positions

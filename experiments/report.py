@@ -42,7 +42,8 @@ except ImportError as e:  # pragma: no cover - Debian packages missing
 
 PROG = "report.py"
 BIN_LABELS = ["[0,0.1]", "[0.1,0.5]", "[0.5,0.9]", "[0.9,1]", "[1,10]", "[10,100]", ">100"]
-# STUDY 3.5: blue, orange, green, red, purple, brown, gray in bin order.
+# The reference study's bin colours (docs/report.md, Figures): blue, orange,
+# green, red, purple, brown, gray in bin order.
 BIN_COLOURS = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown",
                "tab:gray"]
 MODEL_ORDER = ["sm-attention", "lin-attention", "norm-attention", "mamba2"]

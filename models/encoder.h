@@ -1,4 +1,5 @@
-/* The model's input layer (STUDY 1.1, 1.7), shared by both families:
+/* The model's input layer (docs/parameters.md, Transformer forward pass and
+ * Mamba-2 forward pass), shared by both families:
  *
  *   token inputs (input_dim == 0):  x = Embedding(tokens) [+ Embedding(positions)]
  *   float inputs (input_dim  > 0):  x = features W^T + b,  W (d, input_dim)

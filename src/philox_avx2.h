@@ -1,6 +1,6 @@
 /* Philox4x32-10 (src/rng.h) on 16 counters at once with AVX2, bit for bit
  * the scalar philox4x32_10: shared by the dropout kernels
- * (src/ops/dropout.c, consecutive counters; models/attn_dropout.c, counters
+ * (src/ops/dropout.c, consecutive counters; src/ops/attn_dropout.c, counters
  * of arbitrary tile elements).
  *
  * Counter j (j < 16) is {w0[j], w1[j], step, op}; the 16 are run as two

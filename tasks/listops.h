@@ -1,5 +1,5 @@
-/* ListOps (Long Range Arena) generator, evaluator and tokens; SPEC 4.2,
- * STUDY 4.2.  The rules of lra_benchmarks/data/listops.py:
+/* ListOps (Long Range Arena) generator, evaluator and tokens; docs/tasks.md,
+ * ListOps.  The rules of lra_benchmarks/data/listops.py:
  *
  *   - a node at depth d (the root has depth 1) with d < max_depth draws
  *     r ~ U[0, 1); it is an operator if r <= 0.25, else a digit leaf.

@@ -1,4 +1,4 @@
-/* MQAR (multi-query associative recall) generator, SPEC 4.1 / STUDY 4.1.
+/* MQAR (multi-query associative recall) generator, docs/tasks.md, MQAR.
  *
  * Example `index` of the stream `key` is a pure function of (key, index):
  * each example has its own Philox stream rng_derive_key(key, 0, index), so

@@ -480,7 +480,8 @@ START_TEST(test_to_yaml_round_trip_gives_identical_values)
 END_TEST
 
 /* A schema fragment with the keys of the reference study's MQAR configs and
- * a file shaped like its softmax-attention config (STUDY 5.2). */
+ * a file shaped like its softmax-attention config (docs/training.md,
+ * Reference settings per task; experiments/mqar/paper/sm-attention.yaml). */
 static void mqar_schema(ConfigSchema *s)
 {
     static const char *const layers[] = {"attention", "mamba", NULL};

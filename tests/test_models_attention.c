@@ -1,8 +1,8 @@
-/* Transformer backbone with softmax / linear / norm attention (SPEC 3.1-3.4,
- * 6): parameter names and shapes, initialisation, forward and spectra
- * against an independent float64 reference, gradients of every parameter
- * through the cross-entropy loss, dropout, thread-count determinism and the
- * configuration checks. */
+/* Transformer backbone with softmax / linear / norm attention
+ * (docs/parameters.md, docs/eigenvalues.md): parameter names and shapes,
+ * initialisation, forward and spectra against an independent float64
+ * reference, gradients of every parameter through the cross-entropy loss,
+ * dropout, thread-count determinism and the configuration checks. */
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>

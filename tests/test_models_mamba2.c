@@ -1,8 +1,8 @@
-/* Mamba-2 model (models/mamba2.c): parameter names and shapes, SPEC 3.5
- * initialisation, forward pass against an independent float64 reference
- * written out below (explicit per-step recurrence), gradients of every
- * parameter through the cross-entropy loss, dsf spectra, dropout, and
- * thread-count independence. */
+/* Mamba-2 model (models/mamba2.c): parameter names and shapes,
+ * initialisation (docs/parameters.md, Mamba-2), forward pass against an
+ * independent float64 reference written out below (explicit per-step
+ * recurrence), gradients of every parameter through the cross-entropy
+ * loss, dsf spectra, dropout, and thread-count independence. */
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>

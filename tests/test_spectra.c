@@ -1,5 +1,5 @@
-/* Eigenvalue statistics (src/spectra.c) and the "paper" eigenvalue method
- * (models/spectra_paper.c).
+/* Eigenvalue statistics (app/spectra.c) and the "paper" eigenvalue method
+ * (models/attention_paper.c and the paper section of models/mamba2.c).
  *
  * spectra.c: bins closed at both ends (a threshold value counts twice,
  * except 100, whose upper neighbour is the open bin > 100), +inf in bin 6,

@@ -1,5 +1,5 @@
 /* Chunked causal linear attention: the core op shared by the linear-attention
- * (SPEC 3.3) and norm-attention (SPEC 3.4) layers.
+ * and norm-attention layers (docs/parameters.md, Transformer forward pass).
  *
  * Shapes: q, k (B, L, H*dk), already feature-mapped by the caller (elu+1, or
  * identity for norm attention with approx_fn none); v (B, L, H*dv); the
@@ -15,7 +15,7 @@
  *
  * log_eta: NULL, or (B, H, L) float64 receiving log den_t = log(q_t . z_t)
  * exactly as used by this forward pass (normalize only; ignored otherwise).
- * The linear-attention eigenvalue (SPEC 6) is then
+ * The linear-attention eigenvalue (docs/eigenvalues.md, section 1) is then
  * eta_{t-1}/eta_t = exp(log_eta[t-1] - log_eta[t]).
  *
  * Algorithm.  Per (b, h), the sequence is cut into chunks of C rows; the

@@ -28,7 +28,8 @@
  * threads.
  *
  * Attention dropout (the reference's Dropout(att_dropout) on the attention
- * matrix, STUDY 1.2): with probability p > 0 in training mode,
+ * matrix; docs/training.md, Attention dropout): with probability p > 0 in
+ * training mode,
  *
  *     y_t = sum_s A_ts M_ts v_s,   M_ts = keep_ts / (1 - p)
  *

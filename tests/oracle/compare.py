@@ -43,11 +43,12 @@ RTOL = 1e-4
 # nothing for any tensor of ordinary size.
 FLOOR = 1e-30
 
-# Eigenvalue bound.  Every SPEC 6 eigenvalue is lambda = exp(x - y) for two
-# log-domain quantities x, y (log-normalisers, f(n + o), Delta a; see
-# torch_models).  The C code evaluates x and y in float64 but from float32
-# activations, so x and y carry a relative error (float32 rounding amplified
-# through the layers) that we bound by the same 1e-4 as every other tensor.
+# Eigenvalue bound.  Every dsf eigenvalue (docs/eigenvalues.md) is
+# lambda = exp(x - y) for two log-domain quantities x, y (log-normalisers,
+# f(n + o), Delta a; see torch_models).  The C code evaluates x and y in
+# float64 but from float32 activations, so x and y carry a relative error
+# (float32 rounding amplified through the layers) that we bound by the same
+# 1e-4 as every other tensor.
 # x - y is a difference, so its absolute error is bounded by that relative
 # error times |x| + |y| (the 1 floors the case x, y ~ 0, where activation
 # errors are absolute).  And the relative error of lambda equals the absolute

@@ -1,6 +1,6 @@
 """Independent re-implementation of the reference analysis procedure
-(SPEC 6 method "paper"; the study's analysis/eval_eig.py as described in
-STUDY.md 2.2, 2.3 and 3.1-3.2), written from those facts.
+(method "paper"; the study's analysis/eval_eig.py as described in
+docs/eigenvalues.md, sections 3-5), written from that description.
 
 It works on the float32 weights of an oracle file and runs every step in
 the precision the reference script uses: PyTorch float32 for the layers,

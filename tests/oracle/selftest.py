@@ -7,8 +7,8 @@
    formulation (torch library functions; recurrence vs masked-matrix forms;
    directional derivative vs autograd).
 2. Writes oracle files (docs/oracle.md) for a set of variants: weights
-   initialised per SPEC 3 in float32, "C" outputs computed by torch_models in
-   float32 from those weights (eigenvalues in float64 from the float32
+   initialised per docs/parameters.md in float32, "C" outputs computed by
+   torch_models in float32 from those weights (eigenvalues in float64 from the float32
    activations, as the C code does), and checks that compare.py passes them.
 3. Corrupts copies (one gradient element, one logit, two heads' offsets
    swapped, eigenvalues, a missing / an unexpected parameter) and checks that

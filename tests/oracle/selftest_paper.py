@@ -4,9 +4,9 @@
     /usr/bin/python3 tests/oracle/selftest_paper.py [--keep DIR]
 
 1. Cross-checks paper.py against second formulations written out here:
-   the reference softmax normaliser in closed form (STUDY 2.3-4), a
-   3-step example by hand (the one in docs/eigenvalues.md), linear
-   attention's cumsum form, norm attention's exp(f(a_t) - f(a_{t+1})),
+   the reference softmax normaliser in closed form (docs/eigenvalues.md,
+   section 3), a 3-step example by hand (the one in docs/eigenvalues.md),
+   linear attention's cumsum form, norm attention's exp(f(a_t) - f(a_{t+1})),
    Mamba-2 in float64 and the float32 rounding to exactly 1, the pseudo-LTI
    constant, the bin statistics by hand; and that paper and dsf differ.
 2. Writes oracle files whose "C" paper outputs come from paper.py itself
@@ -90,9 +90,10 @@ def softmax_alternatives(q, k):
                 m_t = max(0, max_s S_ts) for t < L-1 (the masked zeros), the
                 last row's plain max; eig_t = nu_t / nu_{t+1} exp(fl32(m_t - m_{t+1}))
                 (the script's float32 roundings kept), i.e. eta_t = e^{m_t} nu_t =
-                sum_{s<=t} e^{S_ts} + (L-1-t) e^{m_t} (STUDY 2.3-4);
+                sum_{s<=t} e^{S_ts} + (L-1-t) e^{m_t} (docs/eigenvalues.md, section 3);
     'float64'   the same in float64 throughout;
-    'exp0-max'  masked entries as exp(0 - m_t) after the shift (the SPEC's wording);
+    'exp0-max'  masked entries as exp(0 - m_t) after the shift (the loose wording,
+                docs/eigenvalues.md, section 4, note on wording);
     'scaled'    the reference with S / sqrt(dh);
     'causal'    the true normaliser sum_{s<=t} e^{S_ts} (no scale)."""
     Bsz, L, H, dh = q.shape

@@ -7,17 +7,20 @@ in selftest.py, where it stands in for the C model).
 
 Everything is functional: a model is a `Config` plus a dict
 {state_dict name: tensor}.  The names and shapes are those of the reference
-study's PyTorch modules (STUDY.md 1.1-1.8), listed by `param_shapes`.
+study's PyTorch modules (docs/parameters.md), listed by `param_shapes`.
 
-SPEC sections implemented here:
-  3      initialisation (init_params)
-  3.1    transformer backbone (transformer_forward)
-  3.2    softmax attention       3.3 linear attention     3.4 norm attention
-  3.5    Mamba-2 incl. pseudo-LTI (mamba_forward, ssd)
-  6      eigenvalues, method "dsf" (returned by forward as log-eigenvalues)
+What is implemented here, and where it is described:
+  initialisation (init_params)            docs/parameters.md, Initialisation rules
+  transformer backbone (transformer_forward), softmax, linear and norm attention
+                                          docs/parameters.md, Transformer forward pass
+  Mamba-2 incl. pseudo-LTI (mamba_forward, ssd)
+                                          docs/parameters.md, Mamba-2 forward pass
+  eigenvalues, method "dsf" (returned by forward as log-eigenvalues)
+                                          docs/eigenvalues.md, sections 1-2
 
 Eigenvalues.  Every layer's eigenvalue is lambda = exp(x - y) for two
-log-domain quantities x, y (SPEC 6: "the exponential of a log-difference"):
+log-domain quantities x, y, computed as the exponential of a log-difference
+(docs/eigenvalues.md, section 2):
 
   softmax   x = lse_{t-1}, y = lse_t        (lse_t = log eta_t)
   linear    x = log eta_{t-1}, y = log eta_t
@@ -29,7 +32,7 @@ log-domain quantities x, y (SPEC 6: "the exponential of a log-difference"):
 (B, layers, H, T)); eig = exp(log_eig).  The scale is what compare.py uses to
 bound the error of an eigenvalue (see the comment there).  The eigenvalue
 path always upcasts the layer's activations to float64 first, like the C
-code ("float64 where eigenvalues are computed", SPEC 2).
+code (float64 where eigenvalues are computed, docs/eigenvalues.md, section 2).
 """
 
 import math
@@ -188,7 +191,7 @@ class Config:
 
 
 # ---------------------------------------------------------------------------
-# Parameter names and shapes (the reference state_dict, STUDY 1.1-1.8)
+# Parameter names and shapes (the reference state_dict, docs/parameters.md)
 # ---------------------------------------------------------------------------
 
 def param_shapes(cfg):
@@ -275,7 +278,7 @@ def optional_buffers(cfg):
 
 
 # ---------------------------------------------------------------------------
-# Initialisation (SPEC 3, 3.1, 3.4, 3.5) - used by selftest.py
+# Initialisation (docs/parameters.md, Initialisation rules) - used by selftest.py
 # ---------------------------------------------------------------------------
 
 def _uniform(shape, lo, hi, gen):
@@ -283,7 +286,7 @@ def _uniform(shape, lo, hi, gen):
 
 
 def init_params(cfg, gen, dtype=torch.float32):
-    """Random parameters as SPEC 3 prescribes, returned in `dtype`."""
+    """Random parameters as docs/parameters.md prescribes, returned in `dtype`."""
     shapes = param_shapes(cfg)
     d, H = cfg.hidden_dim, cfg.num_heads
     P = {}
@@ -335,14 +338,14 @@ def linear(x, w, b=None):
 
 
 def layer_norm(x, w, b, eps=LN_EPS):
-    """LayerNorm over the last axis, biased variance, eps 1e-5 (SPEC 3)."""
+    """LayerNorm over the last axis, biased variance, eps 1e-5 (docs/parameters.md)."""
     mu = x.mean(dim=-1, keepdim=True)
     var = ((x - mu) ** 2).mean(dim=-1, keepdim=True)
     return (x - mu) / torch.sqrt(var + eps) * w + b
 
 
 def gelu(x):
-    """Exact (erf) GELU (SPEC 3)."""
+    """Exact (erf) GELU (docs/parameters.md)."""
     return 0.5 * x * (1.0 + torch.erf(x / math.sqrt(2.0)))
 
 
@@ -414,12 +417,13 @@ def causal_mask(L):
 
 
 def log_eig(x, y):
-    """SPEC 6 eigenvalue exp(x - y) as (log_eig, scale), float64."""
+    """Eigenvalue exp(x - y) (docs/eigenvalues.md) as (log_eig, scale), float64."""
     return x - y, 1.0 + x.abs() + y.abs()
 
 
 # ---------------------------------------------------------------------------
-# Attention layers (SPEC 3.2-3.4).  Input u = LN(x): (B, L, d).
+# Attention layers (docs/parameters.md, Transformer forward pass).
+# Input u = LN(x): (B, L, d).
 # Each returns (output (B, L, d), log_eig (B, H, L-1), scale (B, H, L-1)).
 # ---------------------------------------------------------------------------
 
@@ -429,7 +433,8 @@ def _split_heads(t, H):
 
 
 def softmax_attention(cfg, P, pre, u):
-    """SPEC 3.2; eigenvalue eta_{t-1}/eta_t = exp(lse_{t-1} - lse_t) (SPEC 6)."""
+    """Softmax attention; eigenvalue eta_{t-1}/eta_t = exp(lse_{t-1} - lse_t)
+    (docs/eigenvalues.md, section 1)."""
     Bsz, L, d = u.shape
     H, dqk = cfg.num_heads, cfg.state_dim
     dh = dqk // H
@@ -448,7 +453,7 @@ def softmax_attention(cfg, P, pre, u):
     y = torch.einsum("bhts,bshe->bthe", A, v).reshape(Bsz, L, d)
     out = linear(y, P[pre + "out_proj.weight"], P[pre + "out_proj.bias"])
 
-    with torch.no_grad():   # SPEC 6, from the q, k the layer used (after LN and conv), float64
+    with torch.no_grad():   # dsf: from the q, k the layer used (after LN and conv), float64
         s64 = torch.einsum("bthe,bshe->bhts", q.double(), k.double()) / math.sqrt(dh)
         lse64 = torch.logsumexp(s64.masked_fill(future, float("-inf")), dim=-1)   # (B, H, L)
         le, sc = log_eig(lse64[..., :-1], lse64[..., 1:])
@@ -456,8 +461,8 @@ def softmax_attention(cfg, P, pre, u):
 
 
 def linear_attention(cfg, P, pre, u):
-    """SPEC 3.3, with the explicit masked score matrix phi(q_t).phi(k_s), s <= t.
-    Eigenvalue eta_{t-1}/eta_t, eta_t = phi(q_t).sum_{s<=t} phi(k_s) (SPEC 6)."""
+    """Linear attention, with the explicit masked score matrix phi(q_t).phi(k_s), s <= t.
+    Eigenvalue eta_{t-1}/eta_t, eta_t = phi(q_t).sum_{s<=t} phi(k_s) (docs/eigenvalues.md)."""
     Bsz, L, d = u.shape
     H, dqk = cfg.num_heads, cfg.state_dim
     qkv = linear(u, P[pre + "Wqkv.weight"], P[pre + "Wqkv.bias"])
@@ -483,7 +488,8 @@ def linear_attention(cfg, P, pre, u):
 
 
 def norm_attention(cfg, P, pre, u):
-    """SPEC 3.4; eigenvalue m_t/m_{t-1} = exp(f(a_{t-1}) - f(a_t)) (SPEC 6)."""
+    """Norm attention; eigenvalue m_t/m_{t-1} = exp(f(a_{t-1}) - f(a_t))
+    (docs/eigenvalues.md)."""
     Bsz, L, d = u.shape
     H, dqk = cfg.num_heads, cfg.state_dim
     dh = dqk // H
@@ -541,11 +547,11 @@ def _lm_rows(x, rows):
 
 
 # ---------------------------------------------------------------------------
-# Transformer backbone (SPEC 3.1)
+# Transformer backbone (docs/parameters.md, Transformer forward pass)
 # ---------------------------------------------------------------------------
 
 def encode(cfg, P, inputs):
-    """The input layer (STUDY 1.1, 1.7): token embedding [+ learned positions,
+    """The input layer (docs/parameters.md): token embedding [+ learned positions,
     transformer only] of int inputs (B, L), or Linear(input_dim, d) of float
     inputs (B, L, input_dim) when cfg.input_dim > 0.  No dropout."""
     if cfg.input_dim > 0:
@@ -599,7 +605,7 @@ def transformer_forward(cfg, P, tokens, rows=None, mask=None, training=False):
 
 
 # ---------------------------------------------------------------------------
-# Mamba-2 (SPEC 3.5)
+# Mamba-2 (docs/parameters.md, Mamba-2 forward pass)
 # ---------------------------------------------------------------------------
 
 def ssd(cfg, P, pre, u):
@@ -681,7 +687,7 @@ def mamba_forward(cfg, P, tokens, rows=None, mask=None, training=False):
 # ---------------------------------------------------------------------------
 
 def forward(cfg, P, tokens, rows=None, mask=None, training=False):
-    """Logits and SPEC 6 "dsf" log-eigenvalues.
+    """Logits and "dsf" log-eigenvalues (docs/eigenvalues.md).
 
     tokens (B, L) int, or float features (B, L, input_dim) when cfg.input_dim > 0; rows: LM head only, flat indices b*L + t (None = all);
     mask (B, L): classifier pooling weights (None = all valid).

@@ -11,7 +11,7 @@ OUTDIR = /tmp/fake/mqar/small, so that
 can be tried without training anything.  As a module:
 
     write_run(path, RunSpec(...))   one run file from explicit arrays
-    bin_percentages(eig)            SPEC 6 bins of an eigenvalue array
+    bin_percentages(eig)            bins of an eigenvalue array (docs/eigenvalues.md, section 5)
     make_scenario(outdir)           the test scenario; returns its RunSpecs
 
 Nothing here is imported by experiments/report.py: the test compares the
@@ -219,7 +219,8 @@ def make_scenario(outdir):
         _run("mamba2", 2222, "running", 2, [0.25, 0.45], T=16, final=False, wall_s=6.0,
              width=12),
     ]
-    # Saturated and boundary eigenvalues (SPEC 6: exact 0 and inf are legal).
+    # Saturated and boundary eigenvalues (exact 0 and inf are legal:
+    # docs/eigenvalues.md, sections 2 and 5).
     fin = runs[0].eig_final
     fin[0, 0, 0, 0] = np.inf
     fin[0, 0, 0, 1] = 0.0

@@ -36,7 +36,7 @@ sys.path.insert(0, HERE)
 import make_fake_runs as fake  # noqa: E402
 
 BIN_LABELS = ["[0,0.1]", "[0.1,0.5]", "[0.5,0.9]", "[0.9,1]", "[1,10]", "[10,100]", ">100"]
-TAB_RGB = {  # matplotlib's tab: colours, STUDY 3.5 bin order
+TAB_RGB = {  # matplotlib's tab: colours, in bin order (docs/report.md, Figures)
     "blue": (0x1f, 0x77, 0xb4), "orange": (0xff, 0x7f, 0x0e), "green": (0x2c, 0xa0, 0x2c),
     "red": (0xd6, 0x27, 0x28), "purple": (0x94, 0x67, 0xbd), "brown": (0x8c, 0x56, 0x4b),
     "gray": (0x7f, 0x7f, 0x7f)}

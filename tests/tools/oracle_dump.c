@@ -1,7 +1,7 @@
 /* Writes one oracle file per model variant (docs/oracle.md): a tiny model
- * initialised as SPEC 3, one forward + cross entropy + backward with
- * spectra, and everything PyTorch needs to redo it independently
- * (tests/oracle/compare.py).  Usage: oracle_dump OUT_DIR */
+ * initialised as docs/parameters.md prescribes, one forward + cross
+ * entropy + backward with spectra, and everything PyTorch needs to redo it
+ * independently (tests/oracle/compare.py).  Usage: oracle_dump OUT_DIR */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
