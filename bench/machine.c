@@ -1,10 +1,13 @@
 /* Machine limits the kernels are compared against: OpenBLAS sgemm
  * GFLOP/s with 1 and 2 threads, and memory bandwidth (STREAM-style copy
  * and triad over arrays much larger than the caches).
- * Prints "limit <name> <value> <unit>" lines that bench/run.sh collects. */
+ * Prints "limit <name> <value> <unit>" lines that bench/run.sh collects.
+ * `machine --blas-kernel` prints only the OpenBLAS kernel seqeig pins
+ * (threads_pin_blas_kernel), so that the PyTorch runs use the same one. */
 #include <cblas.h>
 #include <omp.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "../src/threads.h"
@@ -46,11 +49,17 @@ static double bandwidth_gbs(int triad)
     return bytes / t * 1e-9;
 }
 
+char *openblas_get_corename(void);
+
 int main(int argc, char **argv)
 {
-    (void)argc;
     threads_pin_blas_kernel(argv);
-    printf("# machine limits\n");
+    if (argc == 2 && strcmp(argv[1], "--blas-kernel") == 0) {
+        const char *pinned = getenv("OPENBLAS_CORETYPE");
+        printf("%s\n", pinned ? pinned : openblas_get_corename());
+        return 0;
+    }
+    printf("# machine limits (OpenBLAS kernel %s)\n", openblas_get_corename());
     for (int th = 1; th <= 2; th++) {
         threads_set(th);
         printf("limit sgemm_1024_t%d %.1f GFLOP/s\n", th, sgemm_gflops(1024, 1024, 1024));

@@ -6,6 +6,10 @@
 set -euo pipefail
 build=${1:-build}
 echo "# seqeig benchmarks: $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')"
+# PyTorch links the system OpenBLAS too: give it the kernel seqeig pins
+# (on a CPU model OpenBLAS does not know, both would otherwise differ).
+export OPENBLAS_CORETYPE="${OPENBLAS_CORETYPE:-$("$build/bench/machine" --blas-kernel)}"
+echo "# OpenBLAS kernel: $OPENBLAS_CORETYPE (seqeig and PyTorch)"
 "$build/bench/machine"
 for t in 1 2; do
     OMP_NUM_THREADS=$t "$build/bench/kernels" "$t"
