@@ -138,6 +138,7 @@ test-report:
 # The CLI end to end: run files, resume, errors, a tiny experiment.
 test-e2e: $(BIN)
 	SEQEIG=$(BIN) $(PYTHON) tests/e2e/test_cli.py
+	SEQEIG=$(BIN) $(PYTHON) tests/e2e/test_reliability.py
 	SEQEIG=$(BIN) $(PYTHON) tests/e2e/test_experiment.py
 
 # The layering rules of docs/extending.md (engine includes nothing above it, ...).
@@ -157,6 +158,8 @@ test-c-asan: $(TEST_BIN) $(BIN)
 	  OMP_NUM_THREADS=2 $(TEST_BIN)
 	ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1 UBSAN_OPTIONS=print_stacktrace=1 SEQEIG=$(BIN) \
 	  $(PYTHON) tests/e2e/test_cli.py
+	ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1 UBSAN_OPTIONS=print_stacktrace=1 SEQEIG=$(BIN) \
+	  $(PYTHON) tests/e2e/test_reliability.py
 
 bench: deps $(BENCH_BIN)
 	@bash bench/run.sh $(BUILD)

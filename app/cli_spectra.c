@@ -99,6 +99,11 @@ int cmd_spectra(int argc, char **argv)
         fprintf(stderr, "seqeig spectra: --method '%s': unknown method (allowed: dsf, paper)\n", method_name);
         return 2;
     }
+    if (out && (!*out || strlen(out) > 4000)) {
+        fprintf(stderr, "seqeig spectra: --out '%.60s%s': %s\n", out, strlen(out) > 60 ? "..." : "",
+                *out ? "a path longer than 4000 characters" : "needs a file name");
+        return 2;
+    }
     if (out && !force && access(out, F_OK) == 0) {
         fprintf(stderr, "seqeig spectra: %s exists; refusing to overwrite it (--force replaces it)\n", out);
         return 2;
@@ -141,6 +146,15 @@ int cmd_spectra(int argc, char **argv)
                     path, mc.input_dim, r.features ? "has another width" : "is missing");
         goto done;
     }
+    if (mc.input_dim == 0) /* the embedding would stop the program on a token outside the vocabulary */
+        for (size_t i = 0; i < (size_t)r.samples * r.L; i++)
+            if (r.inputs[i] < 0 || r.inputs[i] >= mc.vocab_size) {
+                fprintf(stderr,
+                        "seqeig: %s: /spectra/inputs holds token %d (sample %zu, position %zu), outside the model's "
+                        "vocabulary of %d\n",
+                        path, (int)r.inputs[i], i / (size_t)r.L, i % (size_t)r.L, mc.vocab_size);
+                goto done;
+            }
     rc = 1;
     if (graph_init(&g, (size_t)64 << 20, rng_derive_key((uint64_t)r.seed, RNG_DROPOUT, 0))) goto done;
     have_graph = true;

@@ -50,6 +50,18 @@ static int make_parent_dirs(const char *path)
     return 0;
 }
 
+/* Whether the config file set any key of `section` (an empty file, or one
+ * without the section, would otherwise train on defaults alone). */
+static bool file_sets_section(const Config *c, const char *section)
+{
+    const size_t n = strlen(section);
+    for (int i = 0; i < config_count(c); i++) {
+        const ConfigItem it = config_item(c, i);
+        if (it.source == CONFIG_FROM_FILE && strncmp(it.key, section, n) == 0 && it.key[n] == '.') return true;
+    }
+    return false;
+}
+
 int cmd_train(int argc, char **argv)
 {
     const char *config_path = NULL, *out = NULL;
@@ -116,6 +128,11 @@ int cmd_train(int argc, char **argv)
         fprintf(stderr, "seqeig train: --config FILE.yaml is required (see seqeig train --help)\n");
         goto done;
     }
+    if (out && (!*out || strlen(out) > 4000)) {
+        fprintf(stderr, "seqeig train: --out '%.60s%s': %s\n", out, strlen(out) > 60 ? "..." : "",
+                *out ? "a path longer than 4000 characters" : "needs a file name");
+        goto done;
+    }
     if (o.resume && o.force) {
         fprintf(stderr, "seqeig train: --resume and --force exclude each other\n");
         goto done;
@@ -129,6 +146,14 @@ int cmd_train(int argc, char **argv)
         fprintf(stderr, "seqeig: %s\n", err);
         goto free_config;
     }
+    for (const char *const *sec = (const char *const[]){"dataset", "model", NULL}; *sec; sec++)
+        if (!file_sets_section(&c, *sec)) {
+            fprintf(stderr,
+                    "seqeig: %s: no %s: section with keys; a run config names its dataset: and model: (and train:) "
+                    "settings, e.g. experiments/mqar/small/mamba2.yaml\n",
+                    config_path, *sec);
+            goto free_config;
+        }
     for (int k = 0; k < n_sets; k++)
         if (config_set_override(&c, sets[k], err, sizeof err)) {
             fprintf(stderr, "seqeig: %s\n", err);

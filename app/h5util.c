@@ -1,5 +1,6 @@
 #include "h5util.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -202,6 +203,16 @@ int h5u_read_string(hid_t f, const char *name, char **out, char *err)
     if (!h5u_exists(f, name)) FAIL("dataset '%s' not found", name);
     hid_t ds = H5Dopen2(f, name, H5P_DEFAULT);
     if (ds < 0) FAIL("cannot open dataset '%s'", name);
+    /* exactly one variable-length string (anything else would not fit `text`) */
+    hid_t ft = H5Dget_type(ds), sp = H5Dget_space(ds);
+    const bool one_vlen = ft >= 0 && sp >= 0 && H5Tget_class(ft) == H5T_STRING && H5Tis_variable_str(ft) > 0 &&
+                          H5Sget_simple_extent_npoints(sp) == 1;
+    if (ft >= 0) H5Tclose(ft);
+    if (sp >= 0) H5Sclose(sp);
+    if (!one_vlen) {
+        H5Dclose(ds);
+        FAIL("dataset '%s' is not one variable-length string", name);
+    }
     hid_t t = utf8_string_type();
     char *text = NULL;
     int rc = H5Dread(ds, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, &text) < 0 ? -1 : 0;
@@ -259,13 +270,30 @@ int h5u_attr_exists(hid_t f, const char *obj, const char *name)
     return H5Aexists_by_name(f, obj, name, H5P_DEFAULT) > 0;
 }
 
+/* Whether attribute a holds exactly one value (a scalar, or an array of
+ * one element): anything else must not be read into one variable. */
+static bool attr_is_single(hid_t a)
+{
+    hid_t sp = H5Aget_space(a);
+    if (sp < 0) return false;
+    const hssize_t n = H5Sget_simple_extent_npoints(sp);
+    H5Sclose(sp);
+    return n == 1;
+}
+
+/* One number: an integer or floating-point attribute holding one value. */
 static int read_attr(hid_t f, const char *obj, const char *name, hid_t type, void *out, char *err)
 {
     if (!h5u_attr_exists(f, obj, name)) FAIL("attribute '%s' of '%s' not found", name, obj);
     hid_t a = H5Aopen_by_name(f, obj, name, H5P_DEFAULT, H5P_DEFAULT);
     if (a < 0) FAIL("cannot open attribute '%s' of '%s'", name, obj);
-    int rc = H5Aread(a, type, out) < 0 ? -1 : 0;
+    hid_t ft = H5Aget_type(a);
+    const H5T_class_t cls = ft >= 0 ? H5Tget_class(ft) : H5T_NO_CLASS;
+    if (ft >= 0) H5Tclose(ft);
+    int rc = -2;
+    if ((cls == H5T_INTEGER || cls == H5T_FLOAT) && attr_is_single(a)) rc = H5Aread(a, type, out) < 0 ? -1 : 0;
     H5Aclose(a);
+    if (rc == -2) FAIL("attribute '%s' of '%s' is not a single number", name, obj);
     if (rc) FAIL("cannot read attribute '%s' of '%s'", name, obj);
     return 0;
 }
@@ -278,7 +306,7 @@ int h5u_get_attr_string(hid_t f, const char *obj, const char *name, char *out, s
     if (a < 0) FAIL("cannot open attribute '%s' of '%s'", name, obj);
     hid_t ft = H5Aget_type(a);
     int rc = -1;
-    if (H5Tget_class(ft) == H5T_STRING) {
+    if (ft >= 0 && H5Tget_class(ft) == H5T_STRING && attr_is_single(a)) {
         if (H5Tis_variable_str(ft) > 0) {
             hid_t t = utf8_string_type();
             char *text = NULL;
@@ -303,7 +331,7 @@ int h5u_get_attr_string(hid_t f, const char *obj, const char *name, char *out, s
     }
     H5Tclose(ft);
     H5Aclose(a);
-    if (rc) FAIL("attribute '%s' of '%s' is not a readable string", name, obj);
+    if (rc) FAIL("attribute '%s' of '%s' is not a single readable string", name, obj);
     return 0;
 }
 

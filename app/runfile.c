@@ -1,6 +1,7 @@
 /* Run file: in-memory record and atomic whole-file writes (runfile.h). */
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -400,6 +401,37 @@ static int read_root(hid_t f, RunFile *r, char *e)
         h5u_get_attr_f64(f, "/", "wall_s", &r->wall_s, e))
         return -1;
     if (h5u_attr_exists(f, "/", "error")) h5u_get_attr_string(f, "/", "error", r->error, sizeof r->error, e);
+    /* values a run file can hold: anything else is damage, not a run to continue */
+    static const char *const STATUSES[] = {"running", "completed", "stopped_early", "failed"};
+    bool known = false;
+    for (size_t i = 0; i < sizeof STATUSES / sizeof STATUSES[0]; i++) known |= strcmp(r->status, STATUSES[i]) == 0;
+    if (!known) {
+        snprintf(e, H5U_ERR_LEN, "status '%s' is not one of running, completed, stopped_early, failed", r->status);
+        return -1;
+    }
+    if (r->total_steps < 1 || r->total_steps > RUNFILE_MAX_STEPS || r->step < 0 || r->step > r->total_steps) {
+        snprintf(e, H5U_ERR_LEN, "step %lld of total_steps %lld: not a valid position (0 <= step <= total_steps)",
+                 (long long)r->step, (long long)r->total_steps);
+        return -1;
+    }
+    if (r->seed < 0 || r->seed > INT32_MAX || r->threads < 0 || r->threads > 1 << 16 || !(r->wall_s >= 0)) {
+        snprintf(e, H5U_ERR_LEN, "seed %lld, threads %lld or wall_s %g out of range", (long long)r->seed,
+                 (long long)r->threads, r->wall_s);
+        return -1;
+    }
+    return 0;
+}
+
+/* Steps of a series: ascending, each in [1, last] (a run's rows are
+ * appended as it goes). */
+static int check_steps(const char *what, const int64_t *step, size_t n, int64_t last, char *e)
+{
+    for (size_t i = 0; i < n; i++)
+        if (step[i] < 1 || step[i] > last || (i > 0 && step[i] <= step[i - 1])) {
+            snprintf(e, H5U_ERR_LEN, "%s row %zu has step %lld: steps must rise within [1, %lld]", what, i,
+                     (long long)step[i], (long long)last);
+            return -1;
+        }
     return 0;
 }
 
@@ -426,11 +458,27 @@ static int read_spectra(hid_t f, RunFile *r, char *e)
         h5u_get_attr_i64(f, "/spectra", "samples", &S, e) || h5u_get_attr_i64(f, "/spectra", "layers", &Ly, e) ||
         h5u_get_attr_i64(f, "/spectra", "heads", &H, e) || h5u_get_attr_i64(f, "/spectra", "steps", &T, e))
         return -1;
+    if (strcmp(method, "dsf") != 0 && strcmp(method, "paper") != 0) {
+        snprintf(e, H5U_ERR_LEN, "/spectra method '%s' is not dsf or paper", method);
+        return -1;
+    }
     int L = 0, nd;
     size_t dims[4];
     if (S > 0) {
         if (h5u_shape(f, "/spectra/inputs", 2, &nd, dims, e)) return -1;
+        if (nd != 2 || dims[0] != (size_t)S || dims[1] == 0 || dims[1] > RUNFILE_MAX_DIM) {
+            snprintf(e, H5U_ERR_LEN, "/spectra/inputs does not hold the %lld analysis sequences", (long long)S);
+            return -1;
+        }
         L = (int)dims[1];
+    }
+    /* Sizes come from attributes: bound them before anything is allocated. */
+    const int64_t lim = RUNFILE_MAX_DIM;
+    if (S < 0 || S > lim || Ly < 1 || Ly > lim || H < 1 || H > lim || T < 0 || T > lim ||
+        (double)S * (double)Ly * (double)H * (double)T > (double)RUNFILE_MAX_ELEMENTS) {
+        snprintf(e, H5U_ERR_LEN, "/spectra shape (samples %lld, layers %lld, heads %lld, steps %lld) is not plausible",
+                 (long long)S, (long long)Ly, (long long)H, (long long)T);
+        return -1;
     }
     if (runfile_set_spectra_shape(r, method, (int)S, (int)Ly, (int)H, (int)T, L)) return -1;
     if (S > 0 && h5u_read_i32(f, "/spectra/inputs", r->inputs, (size_t)S * L, e)) return -1;
@@ -464,10 +512,17 @@ static int read_spectra(hid_t f, RunFile *r, char *e)
 
 static int read_checkpoint(hid_t f, RunFile *r, ParamSet *ps, float *m, float *v, char *e)
 {
-    if (h5u_get_attr_i64(f, "/checkpoint", "step", &r->step, e) ||
+    int64_t step;
+    if (h5u_get_attr_i64(f, "/checkpoint", "step", &step, e) ||
         h5u_get_attr_f64(f, "/checkpoint", "loss_sum", &r->loss_sum, e) ||
         h5u_get_attr_i64(f, "/checkpoint", "loss_count", &r->loss_count, e))
         return -1;
+    /* written together with the root attributes: they must agree */
+    if (step != r->step || r->loss_count < 0 || r->loss_count > step || !isfinite(r->loss_sum)) {
+        snprintf(e, H5U_ERR_LEN, "/checkpoint (step %lld, loss_count %lld, loss_sum %g) does not match the run at step %lld",
+                 (long long)step, (long long)r->loss_count, r->loss_sum, (long long)r->step);
+        return -1;
+    }
     char name[PARAM_NAME_MAX + 64];
     for (int i = 0; i < ps->n; i++) {
         const Param *p = ps->items[i];
@@ -489,6 +544,11 @@ static int read_checkpoint(hid_t f, RunFile *r, ParamSet *ps, float *m, float *v
         if (h5u_read_f32(f, name, v + p->offset, (size_t)p->t.numel, e)) return -1;
     }
     if (m && v && h5u_get_attr_i64(f, "/checkpoint/optimizer", "step", &r->opt_step, e)) return -1;
+    if (m && v && (r->opt_step < 0 || r->opt_step > r->step)) {
+        snprintf(e, H5U_ERR_LEN, "/checkpoint/optimizer step %lld is not within the run's %lld steps",
+                 (long long)r->opt_step, (long long)r->step);
+        return -1;
+    }
     return 0;
 }
 
@@ -543,6 +603,12 @@ int runfile_load(RunFile *r, const char *path, ParamSet *ps, float *m, float *v,
     r->cap_hist = r->n_hist;
     if (r->n_hist != r->n_eval) {
         snprintf(e, sizeof e, "spectra/history has %zu rows but metrics/eval %zu", r->n_hist, r->n_eval);
+        goto fail;
+    }
+    TRY(check_steps("/metrics/eval", r->eval_step, r->n_eval, r->step, e));
+    TRY(check_steps("/metrics/train", r->train_step, r->n_train, r->step, e));
+    if (r->n_hist && memcmp(r->hist_step, r->eval_step, r->n_hist * sizeof(int64_t)) != 0) {
+        snprintf(e, sizeof e, "spectra/history/step differs from metrics/eval/step");
         goto fail;
     }
     if (ps) TRY(read_checkpoint(f, r, ps, m, v, e));

@@ -21,6 +21,12 @@
 #define RUNFILE_FORMAT "seqeig-run"
 #define RUNFILE_FORMAT_VERSION 1
 
+/* Bounds a file's sizes must respect to be read (larger ones are damage):
+ * steps of a run, one dimension of a spectra array, and its elements. */
+#define RUNFILE_MAX_STEPS (INT64_C(1) << 40)
+#define RUNFILE_MAX_DIM (1 << 24)
+#define RUNFILE_MAX_ELEMENTS (INT64_C(1) << 32)
+
 typedef struct RunSpectrum {
     bool present;
     double *eig;            /* (samples, layers, heads, T) */

@@ -118,6 +118,19 @@ static ModelBatch model_batch(const TaskBatch *b)
                         .rows = b->rows, .n_rows = b->n_rows};
 }
 
+/* One message for an allocation that failed: what it was for and its size. */
+static int out_of_memory(const char *what, double bytes)
+{
+    fprintf(stderr, "seqeig: out of memory for %s (%.3g GB)\n", what, bytes / 1e9);
+    return EXIT_RUNTIME;
+}
+
+/* Bytes of a TaskBatch of B sequences of length L (task_batch_alloc). */
+static double batch_bytes(int B, int L, int F)
+{
+    return (double)B * L * (5.0 * sizeof(int32_t) + (double)F * sizeof(float));
+}
+
 static int positive_key(const Config *c, const char *key)
 {
     char where[300];
@@ -132,6 +145,13 @@ static int setup(Trainer *t)
     const Config *c = t->c;
     char err[600], where[300];
     ModelConfig mc;
+    /* YAML reads .inf and .nan as numbers; no setting of a run means either */
+    for (int i = 0; i < config_count(c); i++) {
+        const ConfigItem it = config_item(c, i);
+        if (it.type == CONFIG_DOUBLE && !it.ignored && !isfinite(it.value->d))
+            USAGE_FAIL("%s: %s = %g: must be a finite number", config_where(c, it.key, where, sizeof where), it.key,
+                       it.value->d);
+    }
     if (model_keys_to_config(c, &mc, err, sizeof err)) USAGE_FAIL("%s", err); /* err names file and key */
     if (positive_key(c, "train.total_steps") || positive_key(c, "train.batch_size") ||
         positive_key(c, "train.eval_every") ||
@@ -154,6 +174,9 @@ static int setup(Trainer *t)
     t->eval_every = config_int(c, "train.eval_every");
     t->log_every = config_int(c, "train.log_every");
     t->stop = config_double(c, "train.stop_criterion");
+    if (!(t->stop >= 0.0))
+        USAGE_FAIL("%s: train.stop_criterion = %g: must be >= 0 (the test accuracy to stop above; >= 1: never)",
+                   config_where(c, "train.stop_criterion", where, sizeof where), t->stop);
     t->clip = config_double(c, "train.clip_grad_norm");
     if (!(t->clip >= 0.0))
         USAGE_FAIL("%s: train.clip_grad_norm = %g: must be >= 0 (0 = no clipping)",
@@ -235,44 +258,51 @@ static int setup(Trainer *t)
     if (model_check_length(&t->model, t->task->seq_len, err, sizeof err))
         USAGE_FAIL("model: %s (dataset sequences have length %d)", err, t->task->seq_len);
     model_init(&t->model, t->seed);
-    if (adamw_init_params(&t->opt, &t->model.params, ac)) return EXIT_RUNTIME;
+    if (adamw_init_params(&t->opt, &t->model.params, ac))
+        return out_of_memory("the AdamW moments", 2.0 * sizeof(float) * (double)t->model.params.total);
     t->opt_ok = true;
-    if (graph_init(&t->g, (size_t)64 << 20, rng_derive_key(t->seed, RNG_DROPOUT, 0))) return EXIT_RUNTIME;
+    if (graph_init(&t->g, (size_t)64 << 20, rng_derive_key(t->seed, RNG_DROPOUT, 0)))
+        return out_of_memory("the activation arena", 64e6);
     t->graph_ok = true;
 
     const int L = t->task->seq_len;
     t->S = config_int(c, "spectra.analysis_batch");
     if (t->S > t->task->n_test) t->S = t->task->n_test;
     const int F = t->task->input_dim;
-    if (task_batch_alloc(&t->batch, t->B, L, F) || task_batch_alloc(&t->ebatch, t->eval_B, L, F) ||
-        task_batch_alloc(&t->abatch, t->S, L, F))
-        return EXIT_RUNTIME;
+    if (task_batch_alloc(&t->batch, t->B, L, F))
+        return out_of_memory("the training batch (train.batch_size sequences)", batch_bytes(t->B, L, F));
+    if (task_batch_alloc(&t->ebatch, t->eval_B, L, F))
+        return out_of_memory("the evaluation batch (train.eval_batch_size sequences)", batch_bytes(t->eval_B, L, F));
+    if (task_batch_alloc(&t->abatch, t->S, L, F))
+        return out_of_memory("the analysis batch (spectra.analysis_batch sequences)", batch_bytes(t->S, L, F));
     t->task->test_batch(t->task, 0, t->S, &t->abatch);
     const int La = t->abatch.L; /* padded inputs: the longest analysis sequence */
     ModelBatch ab = model_batch(&t->abatch);
+    const double spectra_bytes = 4.0 * sizeof(double) * (double)model_spectra_T(&t->model, La) * t->S *
+                                 t->model.cfg.num_layers * t->model.cfg.num_heads;
     if (spectra_meter_init(&t->spectra, &t->model, (SpectraMethod)spectra_method_parse(config_str(c, "spectra.method")),
                            &ab))
-        return EXIT_RUNTIME;
+        return out_of_memory("the spectra", spectra_bytes);
     t->spectra_ok = true;
     const SpectraShape sh = t->spectra.shape;
     t->eig = malloc((spectra_meter_eig_count(&t->spectra) + 1) * sizeof(double));
     t->pmean = malloc(spectra_meter_bin_count(&t->spectra) * sizeof(double));
     t->pstd = malloc(spectra_meter_bin_count(&t->spectra) * sizeof(double));
-    if (!t->eig || !t->pmean || !t->pstd) return EXIT_RUNTIME;
+    if (!t->eig || !t->pmean || !t->pstd) return out_of_memory("the spectra", spectra_bytes);
 
     runfile_init(&t->rf);
     if (runfile_set_spectra_shape(&t->rf, config_str(c, "spectra.method"), t->S, sh.layers, sh.systems, sh.steps, La))
-        return EXIT_RUNTIME;
+        return out_of_memory("the spectra", spectra_bytes);
     memcpy(t->rf.inputs, t->abatch.tokens, (size_t)t->S * La * sizeof(int32_t));
     if (F > 0) { /* the model reads these; the tokens above stay the raw record */
         t->rf.input_dim = F;
         t->rf.features = malloc((size_t)t->S * La * F * sizeof(float));
-        if (!t->rf.features) return EXIT_RUNTIME;
+        if (!t->rf.features) return out_of_memory("the analysis features", batch_bytes(t->S, La, F));
         memcpy(t->rf.features, t->abatch.features, (size_t)t->S * La * F * sizeof(float));
     }
     if (t->abatch.mask) {
         t->rf.mask = malloc((size_t)t->S * La * sizeof(float));
-        if (!t->rf.mask) return EXIT_RUNTIME;
+        if (!t->rf.mask) return out_of_memory("the analysis mask", batch_bytes(t->S, La, 0));
         memcpy(t->rf.mask, t->abatch.mask, (size_t)t->S * La * sizeof(float));
     }
     snprintf(t->rf.task, sizeof t->rf.task, "%s", t->task->name);
@@ -464,15 +494,14 @@ static int config_differences(const Config *now, const char *old_yaml, const cha
     msg[0] = 0;
     for (int i = 0; i < config_count(now); i++) {
         if (config_item(now, i).ignored) continue;
-        char a[256], b[256];
-        config_value_text(&old, i, a, sizeof a);
-        config_value_text(now, i, b, sizeof b);
-        if (strcmp(a, b) == 0) continue;
-        if (n_diff++ < 6 && used < n) {
-            int k = snprintf(msg + used, n - used, "%s%s: %s in the run, %s now", n_diff > 1 ? "; " : "",
+        char *a = config_value_text_alloc(&old, i), *b = config_value_text_alloc(now, i);
+        if (strcmp(a, b) != 0 && n_diff++ < 6 && used < n) {
+            int k = snprintf(msg + used, n - used, "%s%s: %.200s in the run, %.200s now", n_diff > 1 ? "; " : "",
                              config_item(now, i).key, a, b);
             if (k > 0) used += (size_t)k;
         }
+        free(a);
+        free(b);
     }
     config_free(&old);
     return n_diff;
@@ -486,7 +515,7 @@ static int load_resume(Trainer *t)
     if (runfile_load(&old, t->o->out, &t->model.params, t->opt.m, t->opt.v, err, sizeof err)) {
         runfile_free(&old);
         fprintf(stderr, "seqeig: cannot resume: %s\n", err);
-        return EXIT_RUNTIME;
+        return EXIT_USAGE; /* a damaged or foreign file: an input-file error */
     }
     int rc = EXIT_OK;
     char label[1100], diff[1500];
@@ -588,7 +617,8 @@ static int run(Trainer *t)
         t->rf.step = k;
         t->rf.loss_sum += loss;
         t->rf.loss_count++;
-        if (k % t->log_every == 0 && runfile_add_train(&t->rf, k, loss, lr, gn)) return EXIT_RUNTIME;
+        if (k % t->log_every == 0 && runfile_add_train(&t->rf, k, loss, lr, gn))
+            return out_of_memory("the training metrics", 32.0 * (double)t->rf.n_train);
 
         if (k % t->eval_every == 0 || k == t->total) {
             double tl, ta;
@@ -596,7 +626,8 @@ static int run(Trainer *t)
             if (compute_spectra(t, false, NULL)) return EXIT_RUNTIME;
             double train_loss = t->rf.loss_count ? t->rf.loss_sum / (double)t->rf.loss_count : NAN;
             if (runfile_add_eval(&t->rf, k, train_loss, tl, ta, lr, wall_now(t), t->pmean, t->pstd))
-                return EXIT_RUNTIME;
+                return out_of_memory("the evaluation metrics", 8.0 * (double)spectra_meter_bin_count(&t->spectra) *
+                                                                   (double)t->rf.n_eval);
             t->rf.loss_sum = 0.0;
             t->rf.loss_count = 0;
             stopped = ta > t->stop;

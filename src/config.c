@@ -668,6 +668,12 @@ static int load_section(Loader *L, const char *section, yaml_node_t *map)
             rc = fail(L->err, L->errlen, "%s:%d: %s: %s", L->path, node_line(vn), key, msg);
             break;
         }
+        if (L->c->source[idx] == CONFIG_FROM_FILE) { /* already set by a top-level alias (`seed:`) */
+            free(v.s);
+            rc = fail(L->err, L->errlen, "%s:%d: %s is also set on line %d; give it once", L->path, line, key,
+                      L->c->line[idx]);
+            break;
+        }
         config_assign(L->c, idx, &v, CONFIG_FROM_FILE, node_line(vn));
     }
 done:
@@ -727,6 +733,12 @@ static int load_root(Loader *L, yaml_node_t *root)
             if (type_value(e, scalar_text(vn), scalar_quoted(vn), &v, msg, sizeof msg) != 0) {
                 rc = fail(L->err, L->errlen, "%s:%d: %s (sets %s): %s", L->path, node_line(vn), name,
                           alias, msg);
+                break;
+            }
+            if (L->c->source[idx] == CONFIG_FROM_FILE) { /* the section gave it already */
+                free(v.s);
+                rc = fail(L->err, L->errlen, "%s:%d: %s sets %s, which line %d sets too; give it once", L->path,
+                          line, name, alias, L->c->line[idx]);
                 break;
             }
             config_assign(L->c, idx, &v, CONFIG_FROM_FILE, node_line(vn));
@@ -952,6 +964,14 @@ int config_value_text(const Config *c, int i, char *buf, size_t n)
     return snprintf(buf, n, "?");
 }
 
+char *config_value_text_alloc(const Config *c, int i)
+{
+    const int n = config_value_text(c, i, NULL, 0);
+    char *buf = xmalloc((size_t)n + 1);
+    config_value_text(c, i, buf, (size_t)n + 1);
+    return buf;
+}
+
 typedef struct Text {
     char *buf;
     size_t len, cap;
@@ -981,20 +1001,21 @@ char *config_to_yaml(const Config *c)
         if (done[i]) continue;
         const char *ki = s->entries[i].key;
         size_t sl = section_len(ki);
-        char line[1024];
-        snprintf(line, sizeof line, "%.*s:\n", (int)sl, ki);
-        text_add(&t, line);
+        char section[256];
+        snprintf(section, sizeof section, "%.*s:\n", (int)sl, ki);
+        text_add(&t, section);
         for (int j = i; j < s->n; j++) {
             const char *kj = s->entries[j].key;
             if (done[j] || section_len(kj) != sl || strncmp(kj, ki, sl) != 0) continue;
             done[j] = true;
-            char val[768];
-            config_value_text(c, j, val, sizeof val);
-            if (s->entries[j].flags & CONFIG_IGNORED)
-                snprintf(line, sizeof line, "  # %s: %s  (ignored by seqeig)\n", kj + sl + 1, val);
-            else
-                snprintf(line, sizeof line, "  %s: %s\n", kj + sl + 1, val);
-            text_add(&t, line);
+            char *val = config_value_text_alloc(c, j); /* whole, however long */
+            const bool ignored = s->entries[j].flags & CONFIG_IGNORED;
+            text_add(&t, ignored ? "  # " : "  ");
+            text_add(&t, kj + sl + 1);
+            text_add(&t, ": ");
+            text_add(&t, val);
+            text_add(&t, ignored ? "  (ignored by seqeig)\n" : "\n");
+            free(val);
         }
     }
     free(done);

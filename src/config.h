@@ -144,6 +144,8 @@ ConfigItem config_item(const Config *c, int i);
  * that reads back to the same double).  Returns the length snprintf would
  * have written. */
 int config_value_text(const Config *c, int i, char *buf, size_t n);
+/* The same, whole, in a new string (caller frees). */
+char *config_value_text_alloc(const Config *c, int i);
 
 /* The resolved configuration as YAML (sections and keys in registration
  * order; ignored keys as comments).  Loading it back gives the same values.
