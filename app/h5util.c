@@ -1,9 +1,12 @@
 #include "h5util.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define FAIL(...)                                          \
     do {                                                   \
@@ -19,6 +22,61 @@ hid_t h5u_create(const char *path, char *err)
     hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     if (f < 0 && err) snprintf(err, H5U_ERR_LEN, "cannot create HDF5 file '%s'", path);
     return f;
+}
+
+hid_t h5u_create_in_memory(char *err)
+{
+    h5u_quiet();
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    /* the core driver without a backing store: nothing touches the disk */
+    hid_t f = fapl < 0 || H5Pset_fapl_core(fapl, (size_t)1 << 20, 0) < 0
+                  ? H5I_INVALID_HID
+                  : H5Fcreate("seqeig-in-memory.h5", H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    if (fapl >= 0) H5Pclose(fapl);
+    if (f < 0 && err) snprintf(err, H5U_ERR_LEN, "cannot create an HDF5 file in memory");
+    return f;
+}
+
+/* All of buf to fd; 0, or -1 with errno set. */
+static int write_fully(int fd, const char *buf, size_t n)
+{
+    while (n > 0) {
+        const ssize_t k = write(fd, buf, n);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) {
+            if (k == 0) errno = EIO;
+            return -1;
+        }
+        buf += k;
+        n -= (size_t)k;
+    }
+    return 0;
+}
+
+int h5u_write_image(hid_t f, const char *path, char *err)
+{
+    char *buf = NULL;
+    ssize_t size = H5Fflush(f, H5F_SCOPE_GLOBAL) < 0 ? -1 : H5Fget_file_image(f, NULL, 0);
+    if (size > 0) {
+        buf = malloc((size_t)size);
+        if (buf && H5Fget_file_image(f, buf, (size_t)size) != size) size = -1;
+    }
+    const bool closed = H5Fclose(f) >= 0;
+    if (size > 0 && !buf) FAIL("out of memory for the file image (%zd bytes)", size);
+    if (size <= 0 || !closed) {
+        free(buf);
+        FAIL("cannot build the HDF5 file image");
+    }
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    int rc = fd < 0 || write_fully(fd, buf, (size_t)size) != 0 || fsync(fd) != 0 ? -1 : 0;
+    int saved = errno;
+    if (fd >= 0 && close(fd) != 0 && rc == 0) rc = -1, saved = errno;
+    free(buf);
+    if (rc) {
+        if (fd >= 0) unlink(path);
+        FAIL("%s: %s", path, strerror(saved));
+    }
+    return 0;
 }
 
 hid_t h5u_open(const char *path, int writable, char *err)

@@ -16,6 +16,14 @@ void h5u_quiet(void);
 
 /* Create (truncate) or open a file. Returns a file id or H5I_INVALID_HID. */
 hid_t h5u_create(const char *path, char *err);
+/* A new HDF5 file held in memory (core driver, no backing store), to be
+ * written out whole with h5u_write_image. */
+hid_t h5u_create_in_memory(char *err);
+/* Close the in-memory file f (always) and write its image to path with
+ * write + fsync, so every error, a full disk included, is seen here with
+ * its errno and the HDF5 library never holds a half-written file.  A
+ * failed write removes path.  0, or -1 with a message. */
+int h5u_write_image(hid_t f, const char *path, char *err);
 hid_t h5u_open(const char *path, int writable, char *err);
 
 /* Create a group (and its parents) if it does not exist yet. */

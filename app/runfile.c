@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "runfile.h"
@@ -300,59 +301,121 @@ static int write_all(hid_t f, const RunFile *r, const ParamSet *ps, const float 
     return 0;
 }
 
+int runfile_write_target(const char *path, char *target, size_t n, char *err, size_t errlen)
+{
+    struct stat st;
+    if (lstat(path, &st) != 0) { /* nothing there yet */
+        if (snprintf(target, n, "%s", path) >= (int)n) {
+            snprintf(err, errlen, "%.200s...: path too long", path);
+            return -1;
+        }
+        return 0;
+    }
+    if (S_ISLNK(st.st_mode)) {
+        char *real = realpath(path, NULL);
+        if (!real) {
+            snprintf(err, errlen, "%s: a symbolic link to nothing that exists (%s)", path, strerror(errno));
+            return -1;
+        }
+        const int k = snprintf(target, n, "%s", real);
+        free(real);
+        if (k >= (int)n) {
+            snprintf(err, errlen, "%s: target path too long", path);
+            return -1;
+        }
+        if (stat(target, &st) != 0) {
+            snprintf(err, errlen, "%s: %s", target, strerror(errno));
+            return -1;
+        }
+    } else if (snprintf(target, n, "%s", path) >= (int)n) {
+        snprintf(err, errlen, "%.200s...: path too long", path);
+        return -1;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        snprintf(err, errlen, "%s is not a regular file (%s); seqeig writes run files only to regular files", target,
+                 S_ISDIR(st.st_mode)    ? "a directory"
+                 : S_ISCHR(st.st_mode)  ? "a character device"
+                 : S_ISBLK(st.st_mode)  ? "a block device"
+                 : S_ISFIFO(st.st_mode) ? "a FIFO"
+                 : S_ISSOCK(st.st_mode) ? "a socket"
+                                        : "not a file");
+        return -1;
+    }
+    return 0;
+}
+
+/* Build the file in memory with `fill`, write it to "<target>.tmp" (write
+ * + fsync, every error with its errno) and rename that over the target:
+ * the file on disk is always a complete one, from before or after. */
+typedef int (*FileFill)(hid_t f, const void *ctx, char *e);
+
+static int save_atomically(const char *path, const char *what, FileFill fill, const void *ctx, char *err,
+                           size_t errlen)
+{
+    char target[4096], tmp[4100], e[H5U_ERR_LEN] = "";
+    if (runfile_write_target(path, target, sizeof target, err, errlen)) return -1;
+    snprintf(tmp, sizeof tmp, "%s.tmp", target);
+    hid_t f = h5u_create_in_memory(e);
+    if (f < 0) {
+        snprintf(err, errlen, "%s: cannot write %s: %s", path, what, e);
+        return -1;
+    }
+    if (fill(f, ctx, e) != 0) {
+        H5Fclose(f);
+        snprintf(err, errlen, "%s: cannot write %s: %s", path, what, e[0] ? e : "out of memory");
+        return -1;
+    }
+    if (h5u_write_image(f, tmp, e) != 0) { /* closes f; removes a partial tmp */
+        snprintf(err, errlen, "%s: cannot write %s: %s", path, what, e);
+        return -1;
+    }
+    if (rename(tmp, target) != 0) {
+        snprintf(err, errlen, "%s: cannot write %s: rename: %s", path, what, strerror(errno));
+        unlink(tmp);
+        return -1;
+    }
+    return 0;
+}
+
+typedef struct SaveCtx {
+    const RunFile *r;
+    const ParamSet *ps;
+    const float *m, *v;
+    const char *source;
+} SaveCtx;
+
+static int fill_run(hid_t f, const void *ctx, char *e)
+{
+    const SaveCtx *c = ctx;
+    return write_all(f, c->r, c->ps, c->m, c->v, e);
+}
+
 int runfile_save(RunFile *r, const char *path, const ParamSet *ps, const float *m, const float *v, char *err,
                  size_t errlen)
 {
-    char tmp[4096], e[H5U_ERR_LEN] = "";
-    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) {
-        snprintf(err, errlen, "%s: path too long", path);
-        return -1;
-    }
     runfile_utc_now(r->updated, sizeof r->updated);
-    hid_t f = h5u_create(tmp, e);
-    if (f < 0) {
-        snprintf(err, errlen, "%s: cannot create (%s)", tmp, strerror(errno));
-        return -1;
-    }
-    int rc = write_all(f, r, ps, m, v, e);
-    if (H5Fclose(f) < 0 && rc == 0) {
-        snprintf(e, sizeof e, "closing failed");
-        rc = -1;
-    }
-    if (rc == 0) {
-        /* Data on disk before the rename makes it visible. */
-        int fd = open(tmp, O_RDONLY);
-        if (fd < 0 || fsync(fd) != 0) rc = -1, snprintf(e, sizeof e, "fsync: %s", strerror(errno));
-        if (fd >= 0) close(fd);
-    }
-    if (rc == 0 && rename(tmp, path) != 0) rc = -1, snprintf(e, sizeof e, "rename: %s", strerror(errno));
-    if (rc) {
-        unlink(tmp);
-        snprintf(err, errlen, "%s: cannot write run file: %s", path, e);
-    }
-    return rc;
+    const SaveCtx c = {.r = r, .ps = ps, .m = m, .v = v};
+    return save_atomically(path, "run file", fill_run, &c, err, errlen);
+}
+
+static int fill_spectra(hid_t f, const void *ctx, char *e)
+{
+    const SaveCtx *c = ctx;
+    const RunFile *r = c->r;
+    return h5u_attr_string(f, "/", "format", RUNFILE_SPECTRA_FORMAT, e) ||
+                   h5u_attr_i64(f, "/", "format_version", RUNFILE_FORMAT_VERSION, e) ||
+                   h5u_attr_string(f, "/", "seqeig_version", SEQEIG_VERSION, e) ||
+                   h5u_attr_string(f, "/", "source", c->source, e) || h5u_attr_string(f, "/", "task", r->task, e) ||
+                   h5u_attr_string(f, "/", "model", r->model, e) || h5u_attr_i64(f, "/", "seed", r->seed, e) ||
+                   h5u_attr_i64(f, "/", "step", r->step, e) || write_spectra(f, r, e)
+               ? -1
+               : 0;
 }
 
 int runfile_save_spectra(RunFile *r, const char *path, const char *source, char *err, size_t errlen)
 {
-    char e[H5U_ERR_LEN] = "";
-    hid_t f = h5u_create(path, e);
-    if (f < 0) {
-        snprintf(err, errlen, "%s: cannot create (%s)", path, strerror(errno));
-        return -1;
-    }
-    int rc = h5u_attr_string(f, "/", "format", RUNFILE_SPECTRA_FORMAT, e) ||
-             h5u_attr_i64(f, "/", "format_version", RUNFILE_FORMAT_VERSION, e) ||
-             h5u_attr_string(f, "/", "seqeig_version", SEQEIG_VERSION, e) ||
-             h5u_attr_string(f, "/", "source", source, e) || h5u_attr_string(f, "/", "task", r->task, e) ||
-             h5u_attr_string(f, "/", "model", r->model, e) || h5u_attr_i64(f, "/", "seed", r->seed, e) ||
-             h5u_attr_i64(f, "/", "step", r->step, e) || write_spectra(f, r, e);
-    if (H5Fclose(f) < 0) rc = -1;
-    if (rc) {
-        unlink(path);
-        snprintf(err, errlen, "%s: cannot write: %s", path, e);
-    }
-    return rc ? -1 : 0;
+    const SaveCtx c = {.r = r, .source = source};
+    return save_atomically(path, "spectra file", fill_spectra, &c, err, errlen);
 }
 
 /* ------------------------------------------------------------ reading */

@@ -92,6 +92,12 @@ void runfile_utc_now(char *buf, size_t n);
 int runfile_save(RunFile *r, const char *path, const ParamSet *ps, const float *m, const float *v,
                  char *err, size_t errlen);
 
+/* Where a file written "to path" goes: path itself, or the file a symlink
+ * at path points to (so the link stays and its target is updated).  A
+ * directory, device, FIFO or socket is never replaced: -1 + message.
+ * target gets the path (n bytes); 0 on success. */
+int runfile_write_target(const char *path, char *target, size_t n, char *err, size_t errlen);
+
 /* A spectra-only file (`seqeig spectra --out`): root attributes format =
  * "seqeig-spectra", source (the run file), task, model, seed, step, and
  * the /spectra group of a run file (without history if n_hist = 0). */

@@ -16,6 +16,7 @@
 #include "../src/ops.h"
 #include "../src/rng.h"
 #include "runfile.h"
+#include "runlock.h"
 #include "spectra.h"
 #include "train.h"
 
@@ -80,6 +81,7 @@ typedef struct Trainer {
     LrSchedule sched;
     TaskBatch batch, ebatch, abatch;
     RunFile rf;
+    RunLock lock;        /* held for the whole run: one writer per run file */
     int B, eval_B, S;
     int64_t total, eval_every, log_every;
     double stop, clip;
@@ -130,6 +132,11 @@ static double batch_bytes(int B, int L, int F)
 {
     return (double)B * L * (5.0 * sizeof(int32_t) + (double)F * sizeof(float));
 }
+
+static ConfigSource source_of(const Config *c, const char *key) { return c->source[config_schema_find(c->schema, key)]; }
+
+/* Whether the config file or a --set gave `key`. */
+static bool given(const Config *c, const char *key) { return source_of(c, key) != CONFIG_FROM_DEFAULT; }
 
 static int positive_key(const Config *c, const char *key)
 {
@@ -206,9 +213,27 @@ static int setup(Trainer *t)
             USAGE_FAIL("%s: train.num_epochs = %d needs a finite training set (task '%s' draws fresh examples; "
                        "use train.total_steps)",
                        config_where(c, "train.num_epochs", where, sizeof where), epochs, t->task->name);
+        /* Epoch-based training derives these; a value given for one would be
+         * silently overridden.  Only a --set of num_epochs over a file's
+         * step-based settings is a deliberate switch, which it may override. */
+        static const char *const DERIVED[] = {"train.total_steps", "train.eval_every", "train.warmup_steps"};
+        for (size_t i = 0; i < sizeof DERIVED / sizeof DERIVED[0]; i++)
+            if (given(c, DERIVED[i]) && source_of(c, DERIVED[i]) >= source_of(c, "train.num_epochs"))
+                USAGE_FAIL("%s: %s = %d has no effect when train.num_epochs = %d sets the length (%s); remove it%s",
+                           config_where(c, DERIVED[i], where, sizeof where), DERIVED[i], config_int(c, DERIVED[i]),
+                           epochs,
+                           i == 0   ? "num_epochs x ceil(training examples / batch_size) steps"
+                           : i == 1 ? "an evaluation after every epoch"
+                                    : "warmup is counted in epochs: train.warmup",
+                           i == 0 ? " or set train.num_epochs: 0 for step-based training" : "");
         spe = (t->task->n_train + t->B - 1) / t->B;
         t->total = (int64_t)epochs * spe;
         t->eval_every = spe;
+    } else if (given(c, "train.warmup") && !t->o->quiet) {
+        /* the reference's step-based trainer ignores it too (its MQAR attention configs have it) */
+        fprintf(stderr, "seqeig: notice: %s: train.warmup counts epochs and is ignored in step-based training "
+                        "(train.warmup_steps sets a warmup in steps)\n",
+                config_where(c, "train.warmup", where, sizeof where));
     }
     /* Schedule (docs/training.md, The learning-rate schedule): the
      * reference trainers run their warmup x cosine scheduler only when the
@@ -317,6 +342,7 @@ static int setup(Trainer *t)
 
 static void teardown(Trainer *t)
 {
+    runlock_release(&t->lock);
     if (t->spectra_ok) spectra_meter_free(&t->spectra);
     free(t->eig);
     free(t->pmean);
@@ -569,6 +595,16 @@ static int fail_run(Trainer *t, const char *fmt, double a, long long step)
 
 static int run(Trainer *t)
 {
+    char target[4096], err[1200];
+    if (runfile_write_target(t->o->out, target, sizeof target, err, sizeof err)) {
+        fprintf(stderr, "seqeig: %s\n", err);
+        return EXIT_USAGE;
+    }
+    const int lk = runlock_acquire(&t->lock, target, err, sizeof err);
+    if (lk != 0) {
+        fprintf(stderr, "seqeig: %s\n", err);
+        return lk == 1 ? EXIT_USAGE : EXIT_RUNTIME;
+    }
     bool resume, done;
     int rc = check_existing(t, &resume, &done);
     if (rc != EXIT_OK || done) return rc;
@@ -665,6 +701,7 @@ int train_run(const Config *c, const TrainOptions *o)
     memset(&t, 0, sizeof t);
     t.c = c;
     t.o = o;
+    t.lock.fd = -1;
     g_interrupted = 0;
     int rc = run(&t);
     signal(SIGINT, SIG_DFL);

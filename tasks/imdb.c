@@ -1,10 +1,12 @@
 /* IMDb, character level, from the user's aclImdb directory (imdb.h). */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "imdb.h"
 
@@ -77,32 +79,63 @@ static int list_txt(const char *dir, char ***names_out, int *n_out, char *err, s
     return 0;
 }
 
+/* The whole of one review file: a regular file (a symlink to one is
+ * followed) of at most IMDB_MAX_REVIEW_BYTES.  Opened without blocking and
+ * checked on the open descriptor, so a FIFO, a device or a directory named
+ * *.txt is refused at once instead of blocking or reading without end; a
+ * file that grows past the bound while it is read is refused too. */
 static int read_all(const char *path, unsigned char **buf, size_t *len, char *err, size_t errlen)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
+    const int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
         snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
         return -1;
     }
-    size_t cap = 4096, n = 0;
-    unsigned char *b = malloc(cap);
-    while (b) {
-        n += fread(b + n, 1, cap - n, f);
-        if (n < cap) break;
-        unsigned char *nb = realloc(b, cap * 2);
-        if (!nb) {
-            free(b);
-            b = NULL;
-            break;
-        }
-        b = nb;
-        cap *= 2;
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        snprintf(err, errlen, "%s: cannot stat: %s", path, strerror(errno));
+        close(fd);
+        return -1;
     }
-    const bool bad = b && ferror(f);
-    fclose(f);
-    if (!b || bad) {
+    if (!S_ISREG(st.st_mode)) {
+        snprintf(err, errlen, "%s: not a regular file (a review must be a regular file or a symlink to one)", path);
+        close(fd);
+        return -1;
+    }
+    if (st.st_size > IMDB_MAX_REVIEW_BYTES) {
+        snprintf(err, errlen, "%s: %lld bytes, larger than the limit of %d bytes per review", path,
+                 (long long)st.st_size, IMDB_MAX_REVIEW_BYTES);
+        close(fd);
+        return -1;
+    }
+    /* Room for one byte past the bound: reading it means the file grew. */
+    const size_t cap = (size_t)st.st_size + 1;
+    unsigned char *b = malloc(cap);
+    size_t n = 0;
+    int rc = 0;
+    if (!b) {
+        snprintf(err, errlen, "%s: out of memory", path);
+        rc = -1;
+    }
+    while (rc == 0 && n < cap) {
+        const ssize_t got = read(fd, b + n, cap - n);
+        if (got < 0 && errno == EINTR) continue;
+        if (got < 0) {
+            snprintf(err, errlen, "%s: read error: %s", path, strerror(errno));
+            rc = -1;
+        } else if (got == 0) {
+            break;
+        } else {
+            n += (size_t)got;
+        }
+    }
+    if (rc == 0 && n > (size_t)st.st_size) {
+        snprintf(err, errlen, "%s: grew while it was read (more than its %lld bytes)", path, (long long)st.st_size);
+        rc = -1;
+    }
+    close(fd);
+    if (rc) {
         free(b);
-        snprintf(err, errlen, "%s: %s", path, b ? "read error" : "out of memory");
         return -1;
     }
     *buf = b;

@@ -5,7 +5,10 @@
  * data_dir pointing at aclImdb itself), one review per file, UTF-8.  Other
  * entries (train/unsup, *.feat, urls_*.txt, ...) are not read.  Each split
  * is its neg files (label 0) then its pos files (label 1), each in byte
- * order of the file names.
+ * order of the file names.  A review file must be a regular file (or a
+ * symlink to one) of at most IMDB_MAX_REVIEW_BYTES: a FIFO, device or
+ * directory named *.txt, or a larger file, is an error naming it (never a
+ * hang or an unbounded read).
  *
  * Tokens as the reference (dataloaders/lra.py, torchtext vocabulary):
  * - a review is its sequence of Unicode characters (code points; Python's
@@ -34,6 +37,8 @@
 
 #define IMDB_PAD 0
 #define IMDB_UNK 1
+/* Per review file; the reviews of aclImdb are at most ~14 kB. */
+#define IMDB_MAX_REVIEW_BYTES (1 << 20)
 
 typedef struct ImdbParams {
     int l_max;

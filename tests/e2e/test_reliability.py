@@ -9,15 +9,19 @@ code, the message, no signal, no half-written results.  Runs build/seqeig
     /usr/bin/python3 tests/e2e/test_reliability.py [--keep DIR]
 """
 import os
+import resource
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 
 import h5py
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fake_data import write_imdb  # noqa: E402
 from test_cli import tiny_config  # noqa: E402
 
 SEQEIG = os.path.abspath(os.environ.get("SEQEIG", "build/seqeig"))
@@ -191,6 +195,138 @@ def test_out_paths(d):
     one_message(rc, err, 2, "needs a file name", "spectra --out ''")
 
 
+def no_runaway():
+    """For a child that may read without bound on a broken build: cap its
+    memory (2 GiB) unless it runs under AddressSanitizer (which reserves
+    terabytes of address space)."""
+    if "ASAN_OPTIONS" not in os.environ:
+        resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+
+
+def test_imdb_special_files(d):
+    """A FIFO named *.txt blocked forever; a *.txt symlinked to /dev/zero was
+    read without bound.  Both, and an oversized review, are one error naming
+    the file, at once; a symlink to a regular review is still read."""
+    preset = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "experiments",
+                                           "imdb", "paper", "mamba2.yaml"))
+    shrink = ["model.num_layers=1", "model.hidden_dim=16", "model.state_dim=8", "train.batch_size=2",
+              "spectra.analysis_batch=2"]
+    big = "x" * ((1 << 20) + 1)
+    cases = [("FIFO", "train/pos/9_1.txt", lambda p: os.mkfifo(p), "not a regular file"),
+             ("symlink to /dev/zero", "test/neg/9_1.txt", lambda p: os.symlink("/dev/zero", p), "not a regular file"),
+             ("directory", "train/neg/dir.txt", lambda p: os.mkdir(p), "not a regular file"),
+             ("file of 1 MiB + 1 byte", "test/pos/9_1.txt", lambda p: open(p, "w").write(big),
+              "1048577 bytes, larger than the limit"),
+             ("symlink to a review", "train/neg/9_1.txt",
+              lambda p: os.symlink(os.path.join(os.path.dirname(p), "0_5.txt"), p), None)]
+    for name, rel, make, want in cases:
+        root = os.path.join(d, f"imdb_special{len(os.listdir(d))}")
+        write_imdb(root)
+        path = os.path.join(root, "aclImdb", rel)
+        make(path)
+        args = [SEQEIG, "train", "--config", preset, "--out", root + ".h5", "--quiet", "--threads", "1",
+                "--max-steps", "1", "--set", f"dataset.data_dir={root}"]
+        for kv in shrink:
+            args += ["--set", kv]
+        try:
+            p = subprocess.run(args, capture_output=True, text=True, timeout=20, preexec_fn=no_runaway)
+            rc, err = p.returncode, p.stderr
+        except subprocess.TimeoutExpired:
+            rc, err = None, "no exit within 20 s"
+        if want is None:
+            check(rc == 0, f"IMDb {name}: read like the file it points to (got {rc}: {err.strip()[:300]})")
+        else:
+            one_message(rc, err, 2, path + ": " + want, f"IMDb review that is a {name}, within 20 s")
+
+
+def test_derived_keys(d):
+    """On an epoch-based config, a derived key given explicitly is an error naming the conflict."""
+    cfg = os.path.join(d, "epochs.yaml")
+    with open(cfg, "w") as f:
+        f.write("dataset:\n  _name_: listops\n  min_length: 10\n  max_length: 30\n  num_train_samples: 40\n"
+                "  num_test_samples: 8\ntrain:\n  num_epochs: 2\n  batch_size: 8\nmodel:\n  num_layers: 1\n"
+                "  hidden_dim: 16\n  state_dim: 16\n  vocab_size: 18\n  output_dim: 10\n  classifier: true\n"
+                "  mixer_dim: 16\n  max_pos_embed: 32\nspectra:\n  analysis_batch: 4\n")
+    for key in ("train.total_steps=4", "train.eval_every=3", "train.warmup_steps=2"):
+        out = os.path.join(d, "epochs.h5")
+        rc, _, err = run("train", "--config", cfg, "--out", out, "--quiet", "--set", key)
+        one_message(rc, err, 2, "has no effect when train.num_epochs = 2", f"epoch-based config with --set {key}")
+        check(not os.path.exists(out), f"--set {key}: no run file")
+    rc, _, err = run("train", "--config", cfg, "--out", os.path.join(d, "epochs_ok.h5"), "--quiet")
+    check(rc == 0, f"the same config without them trains (got {rc}: {err[-300:]})")
+
+
+def test_file_targets(d):
+    """--force never replaces what is not a regular file; a symlinked run file is written through."""
+    cfg = tiny_config(os.path.join(d, "targets.yaml"), steps=20)
+    targets = {"/dev/null": "a character device", d: "a directory"}
+    fifo = os.path.join(d, "fifo.h5")
+    os.mkfifo(fifo)
+    targets[fifo] = "a FIFO"
+    for path, kind in targets.items():
+        st = os.stat(path)
+        rc, _, err = run("train", "--config", cfg, "--out", path, "--force", "--quiet", timeout=60)
+        one_message(rc, err, 2, f"is not a regular file ({kind})", f"train --force --out {kind}")
+        check(os.stat(path).st_mode == st.st_mode, f"{kind} is left as it was")
+    real, link = os.path.join(d, "real.h5"), os.path.join(d, "link.h5")
+    rc, _, err = run("train", "--config", cfg, "--out", real, "--quiet", "--threads", "1", "--max-steps", "10")
+    check(rc == 0, f"a run stopped at step 10 (got {rc}: {err[-200:]})")
+    os.symlink(real, link)
+    rc, _, err = run("train", "--config", cfg, "--out", link, "--quiet", "--threads", "1", "--resume")
+    check(rc == 0, f"resumed through a symbolic link (got {rc}: {err[-200:]})")
+    with h5py.File(real, "r") as f:
+        status = f.attrs["status"]
+    check(os.path.islink(link) and os.path.realpath(link) == os.path.realpath(real) and status == "completed",
+          f"the link stays a link and its target holds the completed run (status {status})")
+    check(not os.path.exists(real + ".tmp") and not os.path.exists(link + ".tmp"), "no temporary file is left")
+
+
+def test_one_writer(d):
+    """Two seqeig train on the same --out: the second is refused naming the first's pid; the lock goes with it."""
+    cfg = tiny_config(os.path.join(d, "lock.yaml"), steps=4000, eval_every=1000)
+    out = os.path.join(d, "lock.h5")
+    first = subprocess.Popen([SEQEIG, "train", "--config", cfg, "--out", out, "--quiet", "--threads", "1"],
+                             stderr=subprocess.PIPE, text=True)
+    for _ in range(200):  # until the first run has its lock
+        if os.path.exists(out + ".lock"):
+            break
+        time.sleep(0.05)
+    rc, _, err = run("train", "--config", cfg, "--out", out, "--quiet", "--resume")
+    one_message(rc, err, 2, f"another seqeig (pid {first.pid}) is writing", "a second writer of the same run file")
+    first.send_signal(signal.SIGINT)
+    first.wait(timeout=120)
+    check(first.returncode == 130, f"the first run, interrupted, saved its checkpoint (rc {first.returncode})")
+    check(not os.path.exists(out + ".lock"), "its lock file is gone")
+    # a lock left by a killed run is stale: the next run takes it over
+    with open(out + ".lock", "w") as f:
+        f.write("999999\n")
+    rc, _, err = run("train", "--config", cfg, "--out", out, "--quiet", "--resume", "--max-steps", "5")
+    check(rc == 0, f"a stale lock file does not stop the next run (got {rc}: {err[-200:]})")
+
+
+def test_disk_full(d):
+    """Training onto a full file system: a clean error naming the errno, exit 1, the previous file intact."""
+    if os.geteuid() != 0:
+        print("note: disk-full check needs root (it mounts a small tmpfs): not run")
+        return
+    mnt = os.path.join(d, "full")
+    os.makedirs(mnt)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=200k", "tmpfs", mnt], capture_output=True, text=True)
+    check(r.returncode == 0, f"a 200 kB tmpfs mounts (got {r.returncode}: {r.stderr.strip()})")
+    try:
+        cfg = tiny_config(os.path.join(d, "full.yaml"), steps=40)
+        out = os.path.join(mnt, "run.h5")
+        rc, _, err = run("train", "--config", cfg, "--out", out, "--quiet", "--threads", "1")
+        check(rc == 1 and "No space left on device" in err and len(err.strip().splitlines()) == 1,
+              f"a full disk: exit 1 and one message naming ENOSPC, no crash (got {rc}: {err.strip()[:300]})")
+        if os.path.exists(out):
+            with h5py.File(out, "r") as f:
+                check(f.attrs["format"] == "seqeig-run", "the run file on disk is a complete earlier one")
+        check(not os.path.exists(out + ".tmp"), "no partial temporary file is left")
+    finally:
+        subprocess.run(["umount", mnt])
+
+
 def main():
     keep = sys.argv[sys.argv.index("--keep") + 1] if "--keep" in sys.argv else None
     d = keep or tempfile.mkdtemp(prefix="seqeig-reliability-")
@@ -203,7 +339,12 @@ def main():
                                ("config acceptance", test_config_acceptance, (d,)),
                                ("impossible sizes", test_impossible_sizes, (d,)),
                                ("long strings", test_long_strings, (d,)),
-                               ("out paths", test_out_paths, (d,))]:
+                               ("out paths", test_out_paths, (d,)),
+                               ("derived keys", test_derived_keys, (d,)),
+                               ("file targets", test_file_targets, (d,)),
+                               ("one writer", test_one_writer, (d,)),
+                               ("disk full", test_disk_full, (d,)),
+                               ("imdb special files", test_imdb_special_files, (d,))]:
             print(f"== {name}")
             fn(*args)
     finally:
