@@ -133,6 +133,64 @@ static double batch_bytes(int B, int L, int F)
     return (double)B * L * (5.0 * sizeof(int32_t) + (double)F * sizeof(float));
 }
 
+/* Parameters, gradients, AdamW moments and the activations of a training
+ * step, estimated before anything of the model is allocated, against this
+ * machine's memory.  Parameters and step activations grow linearly with
+ * the layers and the activations with the batch, so models of 1 and 2
+ * layers stepped on one training sequence give both; the probe uses its own
+ * graph and models and changes nothing of the run.  EXIT_OK or an exit code. */
+static int check_memory(const Trainer *t, const ModelConfig *mc)
+{
+    double params[2], act[2];
+    TaskBatch b;
+    if (task_batch_alloc(&b, 1, t->task->seq_len, t->task->input_dim))
+        return out_of_memory("a probe batch", batch_bytes(1, t->task->seq_len, t->task->input_dim));
+    t->task->train_batch(t->task, 0, 1, &b);
+    int rc = EXIT_OK;
+    for (int ly = 1; ly <= 2 && rc == EXIT_OK; ly++) {
+        ModelConfig c = *mc;
+        c.num_layers = ly;
+        Model m;
+        Graph g;
+        char err[600];
+        if (model_create(&m, &c, err, sizeof err)) {
+            fprintf(stderr, "seqeig: model: %s\n", err);
+            rc = EXIT_USAGE;
+            break;
+        }
+        model_init(&m, t->seed);
+        if (graph_init(&g, 0, 1)) {
+            model_free(&m);
+            rc = out_of_memory("the activation arena", 0);
+            break;
+        }
+        graph_begin(&g, 0, true, true);
+        const ModelBatch mb = model_batch(&b);
+        Tensor *loss = op_cross_entropy(&g, model_forward(&m, &g, &mb, NULL), b.targets, NULL);
+        graph_backward(&g, loss);
+        params[ly - 1] = (double)m.params.total;
+        act[ly - 1] = (double)(g.arena.step_total > g.arena.peak ? g.arena.step_total : g.arena.peak);
+        graph_free(&g);
+        model_free(&m);
+    }
+    const double L = t->task->seq_len, Lb = b.L > 0 ? b.L : 1;
+    task_batch_free(&b);
+    if (rc != EXIT_OK) return rc;
+    const double n = mc->num_layers;
+    const double p = params[0] + (n - 1) * (params[1] - params[0]);
+    const double a = (act[0] + (n - 1) * (act[1] - act[0])) * (L / Lb) * t->B;
+    const double need = 16.0 * p + a, have = (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE);
+    if (have > 0 && need > have) {
+        fprintf(stderr,
+                "seqeig: the run needs about %.3g GB (%.3g parameters: %.3g GB with gradients and AdamW moments; "
+                "activations of a training step of %d sequences: %.3g GB), more than this machine's %.3g GB: "
+                "reduce model.num_layers, model.hidden_dim or train.batch_size\n",
+                need / 1e9, p, 16.0 * p / 1e9, t->B, a / 1e9, have / 1e9);
+        return EXIT_USAGE;
+    }
+    return EXIT_OK;
+}
+
 static ConfigSource source_of(const Config *c, const char *key) { return c->source[config_schema_find(c->schema, key)]; }
 
 /* Whether the config file or a --set gave `key`. */
@@ -278,6 +336,10 @@ static int setup(Trainer *t)
     if ((mc.head == HEAD_CLASSIFIER) != t->task->classification)
         USAGE_FAIL("model.classifier = %s does not fit task '%s' (%s)", mc.head == HEAD_CLASSIFIER ? "true" : "false",
                    t->task->name, t->task->classification ? "one label per sequence" : "labels per position");
+    if (model_check_length(&(const Model){.cfg = mc}, t->task->seq_len, err, sizeof err))
+        USAGE_FAIL("model: %s (dataset sequences have length %d)", err, t->task->seq_len);
+    const int mem = check_memory(t, &mc);
+    if (mem != EXIT_OK) return mem;
     if (model_create(&t->model, &mc, err, sizeof err)) USAGE_FAIL("model: %s", err);
     t->model_ok = true;
     if (model_check_length(&t->model, t->task->seq_len, err, sizeof err))

@@ -1,5 +1,6 @@
 #include "param.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,16 +13,53 @@ void paramset_free(ParamSet *ps)
 {
     for (int i = 0; i < ps->n; i++) free(ps->items[i]);
     free(ps->items);
+    free(ps->index);
     free(ps->data);
     free(ps->grad);
     memset(ps, 0, sizeof *ps);
 }
 
+/* FNV-1a of a name. */
+static size_t name_hash(const char *s)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 0x100000001b3ull;
+    return (size_t)(h ^ (h >> 32));
+}
+
+/* Slot of `name` in the index: where it is, or the empty slot it would take. */
+static size_t index_slot(const ParamSet *ps, const char *name)
+{
+    const size_t mask = (size_t)ps->index_cap - 1;
+    size_t i = name_hash(name) & mask;
+    while (ps->index[i] >= 0 && strcmp(ps->items[ps->index[i]]->name, name) != 0) i = (i + 1) & mask;
+    return i;
+}
+
+/* Rebuild the index with room for `need` names at load <= 1/2.  0 or -1. */
+static int index_grow(ParamSet *ps, int need)
+{
+    int cap = 64;
+    while (cap < 2 * need) {
+        if (cap > (1 << 29)) return -1;
+        cap *= 2;
+    }
+    if (cap <= ps->index_cap) return 0;
+    int *idx = malloc((size_t)cap * sizeof *idx);
+    if (!idx) return -1;
+    for (int i = 0; i < cap; i++) idx[i] = -1;
+    free(ps->index);
+    ps->index = idx;
+    ps->index_cap = cap;
+    for (int k = 0; k < ps->n; k++) ps->index[index_slot(ps, ps->items[k]->name)] = k;
+    return 0;
+}
+
 Param *paramset_find(const ParamSet *ps, const char *name)
 {
-    for (int i = 0; i < ps->n; i++)
-        if (strcmp(ps->items[i]->name, name) == 0) return ps->items[i];
-    return NULL;
+    if (!ps->index) return NULL;
+    const int k = ps->index[index_slot(ps, name)];
+    return k >= 0 ? ps->items[k] : NULL;
 }
 
 Param *paramset_add(ParamSet *ps, const char *name, int ndim, const int *shape)
@@ -50,8 +88,13 @@ Param *paramset_add(ParamSet *ps, const char *name, int ndim, const int *shape)
         ps->items = items;
         ps->cap = cap;
     }
+    if (index_grow(ps, ps->n + 1)) {
+        free(p);
+        return NULL;
+    }
     snprintf(p->name, sizeof p->name, "%s", name);
     p->t.requires_grad = true;
+    ps->index[index_slot(ps, p->name)] = ps->n;
     ps->items[ps->n++] = p;
     return p;
 }

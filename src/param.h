@@ -22,6 +22,8 @@ typedef struct Param {
 typedef struct ParamSet {
     Param **items;
     int n, cap;
+    int *index;        /* open-addressing hash of names -> item, index_cap slots (-1 empty) */
+    int index_cap;
     float *data;       /* flat values, 64-byte aligned */
     float *grad;       /* flat gradients, same layout */
     size_t total;      /* floats in the flat buffers (with alignment padding) */
@@ -38,6 +40,7 @@ Param *paramset_add(ParamSet *ps, const char *name, int ndim, const int *shape);
 /* Allocate the flat buffers (zeroed); no paramset_add afterwards. */
 int paramset_finalize(ParamSet *ps);
 
+/* The parameter named `name`, or NULL; constant time (hashed names). */
 Param *paramset_find(const ParamSet *ps, const char *name);
 void paramset_zero_grad(ParamSet *ps);
 /* Number of real parameters (no padding). */
