@@ -4,6 +4,8 @@
 # `make test` runs every test, `make bench` the benchmarks.
 #   ARCH=generic   scalar kernels only (no AVX2/FMA), into build-generic/
 #   make asan      the test suite under AddressSanitizer + UBSan, build-asan/
+#   make fuzz      libFuzzer on the config loader and the run-file reader, FUZZ_SECONDS
+#                  (default 60) per target, build-fuzz/ (fuzz/README.md)
 
 ARCH ?= x86-64-v3
 CC ?= gcc
@@ -57,17 +59,25 @@ LIB := $(APP_LIB) $(ENGINE_LIB)
 BIN := $(BUILD)/seqeig
 TEST_BIN := $(BUILD)/test_seqeig
 
-.PHONY: all test check-layers test-c test-oracle test-generic test-report test-e2e bench asan clean deps experiment
+.PHONY: all test check-layers test-c test-oracle test-generic test-report test-e2e bench asan clean deps check-deps \
+        experiment fuzz fuzz-build test-fuzz check-deps-fuzz
 all: $(BIN) $(LIB)
 
 deps:
 	@bash scripts/deps.sh
 
-$(BUILD)/obj/%.o: %.c
+# Before anything is compiled: are the Debian packages of the build there?
+# If not, scripts/deps.sh prints the one command that installs them and
+# make stops (instead of the compiler's "hdf5.h: No such file or directory").
+# Order-only prerequisite of every compile rule; dpkg-query runs once per make.
+check-deps:
+	@bash scripts/deps.sh --check build
+
+$(BUILD)/obj/%.o: %.c | check-deps
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_BASE) -c $< -o $@
 
-$(BUILD)/obj/tests/%.o: tests/%.c
+$(BUILD)/obj/tests/%.o: tests/%.c | check-deps
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_BASE) $(CHECK_CFLAGS) -I$(BUILD) -c $< -o $@
 
@@ -93,11 +103,11 @@ $(BUILD)/obj/tests/test_main.o: $(BUILD)/test_suites.h
 $(TEST_BIN): $(TEST_OBJ) $(LIB)
 	$(CC) $(CFLAGS_BASE) $^ -o $@ $(CHECK_LIBS) $(LDLIBS_BASE)
 
-$(BUILD)/tools/%: tests/tools/%.c $(LIB)
+$(BUILD)/tools/%: tests/tools/%.c $(LIB) | check-deps
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_BASE) $< $(LIB) -o $@ $(LDLIBS_BASE)
 
-$(BUILD)/bench/%: bench/%.c $(LIB)
+$(BUILD)/bench/%: bench/%.c $(LIB) | check-deps
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_BASE) $< $(LIB) -o $@ $(LDLIBS_BASE)
 
@@ -110,6 +120,7 @@ test: deps
 	@$(MAKE) --no-print-directory ARCH=generic test-c
 	@$(MAKE) --no-print-directory test-report
 	@$(MAKE) --no-print-directory test-e2e
+	@$(MAKE) --no-print-directory test-fuzz
 
 # make experiment TASK=mqar SEEDS=5 [PRESET=small|paper] [MODELS="a b"] [JOBS=n] [DATA=dir]
 TASK ?= mqar
@@ -161,10 +172,49 @@ test-c-asan: $(TEST_BIN) $(BIN)
 	ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1 UBSAN_OPTIONS=print_stacktrace=1 SEQEIG=$(BIN) \
 	  $(PYTHON) tests/e2e/test_reliability.py
 
+# libFuzzer targets (fuzz/*.c), built with clang against the project's
+# sources compiled with clang, ASan and UBSan into $(FUZZ_BUILD)/; seeds:
+# the committed presets and run files trained on the MQAR smoke configs.
+FUZZ_CC ?= clang-14
+FUZZ_BUILD := build-fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_CFLAGS = -std=c17 -O1 -g -fno-omit-frame-pointer $(MARCH) -fopenmp -Wall -Wextra -Werror -D_GNU_SOURCE \
+              -I$(OPENBLAS_INC) $(PKG_CFLAGS) -MMD -MP -fsanitize=address,undefined -fno-sanitize-recover=undefined
+FUZZ_OBJ := $(patsubst %.c,$(FUZZ_BUILD)/obj/%.o,$(ENGINE_SRC) $(APP_SRC))
+FUZZ_BIN := $(patsubst fuzz/%.c,$(FUZZ_BUILD)/%,$(wildcard fuzz/fuzz_*.c))
+
+check-deps-fuzz:
+	@bash scripts/deps.sh --check fuzz
+
+$(FUZZ_BUILD)/obj/%.o: %.c | check-deps-fuzz
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+
+$(FUZZ_BUILD)/libseqeig_fuzz.a: $(FUZZ_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(FUZZ_BUILD)/fuzz_%: fuzz/fuzz_%.c $(FUZZ_BUILD)/libseqeig_fuzz.a | check-deps-fuzz
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer $< $(FUZZ_BUILD)/libseqeig_fuzz.a -o $@ $(LDLIBS_BASE)
+
+fuzz-build: $(FUZZ_BIN)
+
+# Each target for FUZZ_SECONDS on its corpus ($(FUZZ_BUILD)/corpus/, kept
+# between runs); a crash stops it and leaves the input in $(FUZZ_BUILD)/artifacts/.
+fuzz: $(FUZZ_BIN) $(BIN)
+	@bash fuzz/run.sh $(FUZZ_BUILD) $(BIN) $(FUZZ_SECONDS)
+
+# The short run inside `make test`.
+test-fuzz:
+	@FUZZ_FRESH=1 $(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$${TEST_FUZZ_SECONDS:-5}
+
 bench: deps $(BENCH_BIN)
 	@bash bench/run.sh $(BUILD)
 
 clean:
-	rm -rf build build-generic build-asan
+	rm -rf build build-generic build-asan build-fuzz
 
 -include $(LIB_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(BUILD)/obj/app/main.d
+ifneq ($(filter fuzz fuzz-build test-fuzz $(FUZZ_BUILD)/%,$(MAKECMDGOALS)),)
+-include $(FUZZ_OBJ:.o=.d) $(FUZZ_BIN:=.d)
+endif

@@ -24,7 +24,22 @@ hid_t h5u_create_in_memory(char *err);
  * its errno and the HDF5 library never holds a half-written file.  A
  * failed write removes path.  0, or -1 with a message. */
 int h5u_write_image(hid_t f, const char *path, char *err);
+/* h5u_open first checks the file's global heap (where variable-length
+ * strings live; HDF5 stores it without checksums and trusts it): a
+ * damaged one is refused with a message instead of crashing the library. */
 hid_t h5u_open(const char *path, int writable, char *err);
+
+/* Integrity (docs/hdf5-format.md): every dataset written by the h5u_write_*
+ * functions carries attribute H5U_CRC_ATTR, a uint32: the CRC-32 (as
+ * Python's zlib.crc32) of its data as stored, the little-endian bytes of
+ * its elements in row-major order (a string dataset: its UTF-8 bytes).
+ * The h5u_read_* functions verify it when present (files of earlier builds
+ * have none) and refuse a mismatch as damage, naming the dataset.  They
+ * also refuse a dataset of another type class (a string or compound read
+ * as numbers, floats as integers) before reading anything. */
+#define H5U_CRC_ATTR "crc32"
+/* CRC-32 (IEEE 802.3, zlib's) of n bytes, continuing from crc (0 to start). */
+uint32_t h5u_crc32(uint32_t crc, const void *data, size_t n);
 
 /* Create a group (and its parents) if it does not exist yet. */
 int h5u_group(hid_t f, const char *name, char *err);
@@ -55,11 +70,14 @@ int h5u_attr_string(hid_t f, const char *obj, const char *name, const char *valu
 int h5u_attr_i64(hid_t f, const char *obj, const char *name, int64_t value, char *err);
 int h5u_attr_f64(hid_t f, const char *obj, const char *name, double value, char *err);
 int h5u_attr_i8(hid_t f, const char *obj, const char *name, int8_t value, char *err);
+int h5u_attr_u32(hid_t f, const char *obj, const char *name, uint32_t value, char *err);
 /* Scalar attribute reads (converted to the requested type); a string
  * attribute is copied into out (size n, truncated).  -1 if absent. */
 int h5u_attr_exists(hid_t f, const char *obj, const char *name);
 int h5u_get_attr_string(hid_t f, const char *obj, const char *name, char *out, size_t n, char *err);
 int h5u_get_attr_i64(hid_t f, const char *obj, const char *name, int64_t *out, char *err);
 int h5u_get_attr_f64(hid_t f, const char *obj, const char *name, double *out, char *err);
+/* Exactly a 32-bit unsigned integer (a checksum: no conversion accepted). */
+int h5u_get_attr_u32(hid_t f, const char *obj, const char *name, uint32_t *out, char *err);
 
 #endif

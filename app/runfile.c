@@ -249,13 +249,71 @@ static int write_spectra(hid_t f, const RunFile *r, char *e)
     return 0;
 }
 
+/* Integrity of the checkpoint (docs/hdf5-format.md, "Integrity"): every
+ * array carries the CRC-32 of its data (attribute crc32, written and
+ * verified by h5util), and the groups /checkpoint and /checkpoint/optimizer
+ * an attribute crc32 of their scalar attributes: the CRC-32 of the
+ * little-endian bytes of step (int64), loss_sum (float64) and loss_count
+ * (int64), and of the optimizer's step (int64).  A flipped bit anywhere in
+ * them is then a clear error naming what is damaged, never a resumed run
+ * with silently wrong weights.  Files of earlier builds have no crc32: they
+ * are read as before. */
+static uint32_t crc_le64(uint32_t crc, uint64_t bits)
+{
+    unsigned char b[8];
+    for (int i = 0; i < 8; i++) b[i] = (unsigned char)(bits >> (8 * i));
+    return h5u_crc32(crc, b, sizeof b);
+}
+
+static uint32_t checkpoint_attrs_crc(int64_t step, double loss_sum, int64_t loss_count)
+{
+    uint64_t bits;
+    memcpy(&bits, &loss_sum, sizeof bits);
+    return crc_le64(crc_le64(crc_le64(0, (uint64_t)step), bits), (uint64_t)loss_count);
+}
+
+/* The crc32 of group's attributes (`what`, for the message) against crc:
+ * 0 if they match or the file has none, else -1 with a message. */
+static int verify_attrs_crc(hid_t f, const char *group, const char *what, uint32_t crc, char *e)
+{
+    if (!h5u_attr_exists(f, group, H5U_CRC_ATTR)) return 0;
+    uint32_t stored;
+    if (h5u_get_attr_u32(f, group, H5U_CRC_ATTR, &stored, e)) return -1;
+    if (stored != crc) {
+        snprintf(e, H5U_ERR_LEN,
+                 "%s is damaged: its attributes %s do not match the %s checksum stored with them (stored %08x, "
+                 "values %08x)",
+                 group, what, H5U_CRC_ATTR, (unsigned)stored, (unsigned)crc);
+        return -1;
+    }
+    return 0;
+}
+
+/* One checkpoint array of parameter p into out: its shape must be the
+ * model's (checked before anything is read); h5u_read_f32 then checks that
+ * it holds floating-point numbers and verifies its crc32. */
+static int read_checkpoint_array(hid_t f, const char *name, const Param *p, float *out, char *e)
+{
+    size_t dims[4];
+    int nd;
+    if (h5u_shape(f, name, 4, &nd, dims, e)) return -1;
+    bool same = nd == p->t.ndim;
+    for (int k = 0; same && k < nd; k++) same = dims[k] == (size_t)p->t.shape[k];
+    if (!same) {
+        snprintf(e, H5U_ERR_LEN, "checkpoint array '%s' has another shape than the model's parameter", name);
+        return -1;
+    }
+    return h5u_read_f32(f, name, out, (size_t)p->t.numel, e);
+}
+
 static int write_checkpoint(hid_t f, const RunFile *r, const ParamSet *ps, const float *m, const float *v,
                             char *e)
 {
     if (h5u_group(f, "/checkpoint/params", e)) return -1;
     if (h5u_attr_i64(f, "/checkpoint", "step", r->step, e) ||
         h5u_attr_f64(f, "/checkpoint", "loss_sum", r->loss_sum, e) ||
-        h5u_attr_i64(f, "/checkpoint", "loss_count", r->loss_count, e))
+        h5u_attr_i64(f, "/checkpoint", "loss_count", r->loss_count, e) ||
+        h5u_attr_u32(f, "/checkpoint", H5U_CRC_ATTR, checkpoint_attrs_crc(r->step, r->loss_sum, r->loss_count), e))
         return -1;
     char name[PARAM_NAME_MAX + 64];
     for (int i = 0; i < ps->n; i++) {
@@ -270,7 +328,10 @@ static int write_checkpoint(hid_t f, const RunFile *r, const ParamSet *ps, const
         snprintf(name, sizeof name, "/checkpoint/optimizer/exp_avg_sq/%s", p->name);
         if (h5u_write_f32(f, name, p->t.ndim, dims, v + p->offset, e)) return -1;
     }
-    if (m && v && h5u_attr_i64(f, "/checkpoint/optimizer", "step", r->opt_step, e)) return -1;
+    if (m && v &&
+        (h5u_attr_i64(f, "/checkpoint/optimizer", "step", r->opt_step, e) ||
+         h5u_attr_u32(f, "/checkpoint/optimizer", H5U_CRC_ATTR, crc_le64(0, (uint64_t)r->opt_step), e)))
+        return -1;
     return 0;
 }
 
@@ -578,7 +639,9 @@ static int read_checkpoint(hid_t f, RunFile *r, ParamSet *ps, float *m, float *v
     int64_t step;
     if (h5u_get_attr_i64(f, "/checkpoint", "step", &step, e) ||
         h5u_get_attr_f64(f, "/checkpoint", "loss_sum", &r->loss_sum, e) ||
-        h5u_get_attr_i64(f, "/checkpoint", "loss_count", &r->loss_count, e))
+        h5u_get_attr_i64(f, "/checkpoint", "loss_count", &r->loss_count, e) ||
+        verify_attrs_crc(f, "/checkpoint", "step, loss_sum, loss_count",
+                         checkpoint_attrs_crc(step, r->loss_sum, r->loss_count), e))
         return -1;
     /* written together with the root attributes: they must agree */
     if (step != r->step || r->loss_count < 0 || r->loss_count > step || !isfinite(r->loss_sum)) {
@@ -589,24 +652,18 @@ static int read_checkpoint(hid_t f, RunFile *r, ParamSet *ps, float *m, float *v
     char name[PARAM_NAME_MAX + 64];
     for (int i = 0; i < ps->n; i++) {
         const Param *p = ps->items[i];
-        size_t dims[4];
-        int nd;
         snprintf(name, sizeof name, "/checkpoint/params/%s", p->name);
-        if (h5u_shape(f, name, 4, &nd, dims, e)) return -1;
-        bool same = nd == p->t.ndim;
-        for (int k = 0; same && k < nd; k++) same = dims[k] == (size_t)p->t.shape[k];
-        if (!same) {
-            snprintf(e, H5U_ERR_LEN, "checkpoint parameter '%s' has another shape than the model's", p->name);
-            return -1;
-        }
-        if (h5u_read_f32(f, name, ps->data + p->offset, (size_t)p->t.numel, e)) return -1;
+        if (read_checkpoint_array(f, name, p, ps->data + p->offset, e)) return -1;
         if (!m || !v) continue;
         snprintf(name, sizeof name, "/checkpoint/optimizer/exp_avg/%s", p->name);
-        if (h5u_read_f32(f, name, m + p->offset, (size_t)p->t.numel, e)) return -1;
+        if (read_checkpoint_array(f, name, p, m + p->offset, e)) return -1;
         snprintf(name, sizeof name, "/checkpoint/optimizer/exp_avg_sq/%s", p->name);
-        if (h5u_read_f32(f, name, v + p->offset, (size_t)p->t.numel, e)) return -1;
+        if (read_checkpoint_array(f, name, p, v + p->offset, e)) return -1;
     }
-    if (m && v && h5u_get_attr_i64(f, "/checkpoint/optimizer", "step", &r->opt_step, e)) return -1;
+    if (m && v &&
+        (h5u_get_attr_i64(f, "/checkpoint/optimizer", "step", &r->opt_step, e) ||
+         verify_attrs_crc(f, "/checkpoint/optimizer", "step", crc_le64(0, (uint64_t)r->opt_step), e)))
+        return -1;
     if (m && v && (r->opt_step < 0 || r->opt_step > r->step)) {
         snprintf(e, H5U_ERR_LEN, "/checkpoint/optimizer step %lld is not within the run's %lld steps",
                  (long long)r->opt_step, (long long)r->step);

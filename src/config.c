@@ -4,13 +4,16 @@
  * position (start_mark, 0-based) for messages.  Scalars are typed here, not
  * by libyaml: integers accept YAML's `40_000` digit separators, numbers
  * any decimal or exponent form (`4.6416e-4`, `1e-2`, `.inf`), booleans
- * true/false/True/False/TRUE/FALSE.  A quoted scalar is always a string. */
+ * true/false/True/False/TRUE/FALSE.  A quoted scalar is always a string.
+ * Before the document is built, one pass over libyaml's event stream
+ * refuses lists and mappings nested deeper than CONFIG_MAX_DEPTH. */
 #include "config.h"
 
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -392,6 +395,45 @@ static ParseStatus parse_bool(const char *text, bool *out)
     return PARSE_BAD;
 }
 
+/* The length (1-4) of the strict UTF-8 sequence at p (no overlong forms,
+ * no surrogates, at most U+10FFFF) and its code point, or 0 if p does not
+ * start one.  libyaml reads nothing else, so a string value must be this
+ * to be written into a YAML file (run files, `seqeig info --config`). */
+static size_t utf8_seq(const unsigned char *p, uint32_t *cp)
+{
+    const unsigned c = p[0];
+    if (c < 0x80) {
+        *cp = c;
+        return 1;
+    }
+    size_t len;
+    uint32_t v, lo = 0x80, hi = 0xBF; /* allowed range of the second byte */
+    if (c >= 0xC2 && c <= 0xDF) len = 2, v = c & 0x1F;
+    else if (c >= 0xE0 && c <= 0xEF) len = 3, v = c & 0x0F, lo = c == 0xE0 ? 0xA0 : 0x80, hi = c == 0xED ? 0x9F : 0xBF;
+    else if (c >= 0xF0 && c <= 0xF4) len = 4, v = c & 0x07, lo = c == 0xF0 ? 0x90 : 0x80, hi = c == 0xF4 ? 0x8F : 0xBF;
+    else return 0;
+    for (size_t j = 1; j < len; j++) {
+        const unsigned t = p[j]; /* a NUL ends the string: fails the range */
+        if (t < (j == 1 ? lo : 0x80) || t > (j == 1 ? hi : 0xBF)) return 0;
+        v = v << 6 | (t & 0x3F);
+    }
+    *cp = v;
+    return len;
+}
+
+/* Byte offset of the first invalid UTF-8 sequence of s, or -1. */
+static long utf8_invalid_at(const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    uint32_t cp;
+    for (size_t i = 0; p[i];) {
+        const size_t k = utf8_seq(p + i, &cp);
+        if (!k) return (long)i;
+        i += k;
+    }
+    return -1;
+}
+
 static bool is_null_text(const char *text)
 {
     return !*text || !strcmp(text, "~") || !strcmp(text, "null") || !strcmp(text, "Null") ||
@@ -432,9 +474,12 @@ static int type_value(const ConfigEntryDef *e, const char *text, bool quoted, Co
             return fail(msg, n, "expected a boolean (true or false), got %s'%s'",
                         quoted ? "the string " : "", text);
         return 0;
-    case CONFIG_STR:
+    case CONFIG_STR: {
+        const long bad = utf8_invalid_at(text);
+        if (bad >= 0) return fail(msg, n, "the string is not valid UTF-8 (byte %ld): a config holds UTF-8 text", bad);
         v->s = xstrdup(text);
         return 0;
+    }
     case CONFIG_ENUM:
         for (int k = 0; k < e->n_choices; k++)
             if (strcmp(e->choices[k], text) == 0) {
@@ -602,6 +647,13 @@ static bool scalar_quoted(const yaml_node_t *nd)
            nd->data.scalar.style == YAML_DOUBLE_QUOTED_SCALAR_STYLE;
 }
 
+/* A scalar whose text holds a NUL (YAML's "\0" escape): read as a C string
+ * it would be cut there silently. */
+static bool scalar_has_nul(const yaml_node_t *nd)
+{
+    return nd->type == YAML_SCALAR_NODE && strlen(scalar_text(nd)) != nd->data.scalar.length;
+}
+
 static void notice_ignored(const char *path, int line, const char *what)
 {
     fprintf(stderr, "seqeig: notice: %s:%d: %s is accepted but ignored by seqeig\n", path, line, what);
@@ -622,6 +674,11 @@ static int load_section(Loader *L, const char *section, yaml_node_t *map)
         if (kn->type != YAML_SCALAR_NODE) {
             rc = fail(L->err, L->errlen, "%s:%d: section '%s': a key must be a plain name, got %s",
                       L->path, line, section, node_kind(kn));
+            break;
+        }
+        if (scalar_has_nul(kn) || scalar_has_nul(vn)) {
+            rc = fail(L->err, L->errlen, "%s:%d: section '%s': a NUL character (\\0) in a %s", L->path,
+                      node_line(scalar_has_nul(kn) ? kn : vn), section, scalar_has_nul(kn) ? "key" : "value");
             break;
         }
         char key[256];
@@ -705,6 +762,11 @@ static int load_root(Loader *L, yaml_node_t *root)
                       L->path, line, node_kind(kn));
             break;
         }
+        if (scalar_has_nul(kn) || scalar_has_nul(vn)) {
+            rc = fail(L->err, L->errlen, "%s:%d: a NUL character (\\0) in a %s", L->path,
+                      node_line(scalar_has_nul(kn) ? kn : vn), scalar_has_nul(kn) ? "section name" : "value");
+            break;
+        }
         const char *name = scalar_text(kn);
         for (int k = 0; k < nn; k++)
             if (strcmp(names[k], name) == 0) {
@@ -771,7 +833,82 @@ done:
     return rc;
 }
 
-static int load_stream(Config *c, FILE *f, const char *path, char *err, size_t errlen);
+/* The syntax error libyaml's parser stopped at, as one message. */
+static int syntax_error(const yaml_parser_t *parser, const char *path, char *err, size_t errlen)
+{
+    const char *problem = parser->problem ? parser->problem : "malformed YAML";
+    int line = (int)parser->problem_mark.line + 1, col = (int)parser->problem_mark.column + 1;
+    if (parser->context)
+        return fail(err, errlen, "%s:%d:%d: YAML syntax error: %s (%s, line %d)", path, line, col, problem,
+                    parser->context, (int)parser->context_mark.line + 1);
+    return fail(err, errlen, "%s:%d:%d: YAML syntax error: %s", path, line, col, problem);
+}
+
+/* First pass over the event stream, before any document is built: refuse
+ * nesting deeper than CONFIG_MAX_DEPTH at its first level too many (a
+ * document of 10^5 nested '[' took libyaml's document loader close to a
+ * minute; this pass stops after CONFIG_MAX_DEPTH + 1 of them), and report
+ * syntax errors.  Reads the parser's whole input otherwise. */
+static int check_depth(yaml_parser_t *parser, const char *path, char *err, size_t errlen)
+{
+    int depth = 0;
+    for (;;) {
+        yaml_event_t ev;
+        if (!yaml_parser_parse(parser, &ev)) return syntax_error(parser, path, err, errlen);
+        const yaml_event_type_t t = ev.type;
+        const int line = (int)ev.start_mark.line + 1, col = (int)ev.start_mark.column + 1;
+        yaml_event_delete(&ev);
+        if (t == YAML_STREAM_END_EVENT) return 0;
+        if (t == YAML_SEQUENCE_START_EVENT || t == YAML_MAPPING_START_EVENT) {
+            if (++depth > CONFIG_MAX_DEPTH)
+                return fail(err, errlen,
+                            "%s:%d:%d: lists and mappings nested more than %d levels deep (a run config "
+                            "has at most 3: section, key, list value)",
+                            path, line, col, CONFIG_MAX_DEPTH);
+        } else if (t == YAML_SEQUENCE_END_EVENT || t == YAML_MAPPING_END_EVENT) {
+            depth--;
+        }
+    }
+}
+
+/* A read handler that keeps a copy of what it hands to libyaml, so that a
+ * file (or a pipe: `--config <(...)`) is read once, and only as far as the
+ * first pass gets. */
+typedef struct TeeInput {
+    FILE *f;
+    unsigned char *buf;
+    size_t len, cap;
+    int err_no; /* why reading stopped, 0 if it did not */
+} TeeInput;
+
+static int tee_read(void *data, unsigned char *buffer, size_t size, size_t *size_read)
+{
+    TeeInput *t = data;
+    errno = 0;
+    const size_t n = fread(buffer, 1, size, t->f);
+    if (n == 0 && ferror(t->f)) {
+        t->err_no = errno ? errno : EIO;
+        return 0;
+    }
+    if (t->len + n + 1 > t->cap) {
+        size_t cap = t->cap ? t->cap : 4096;
+        while (cap < t->len + n + 1) cap *= 2;
+        unsigned char *nb = realloc(t->buf, cap);
+        if (!nb) {
+            t->err_no = ENOMEM;
+            return 0;
+        }
+        t->buf = nb;
+        t->cap = cap;
+    }
+    memcpy(t->buf + t->len, buffer, n);
+    t->len += n;
+    *size_read = n;
+    return 1;
+}
+
+static int load_text(Config *c, const unsigned char *text, size_t len, const char *path, char *err,
+                     size_t errlen);
 
 int config_load_yaml(Config *c, const ConfigSchema *s, const char *path, char *err, size_t errlen)
 {
@@ -779,7 +916,20 @@ int config_load_yaml(Config *c, const ConfigSchema *s, const char *path, char *e
     c->path = xstrdup(path);
     FILE *f = fopen(path, "rb");
     if (!f) return fail(err, errlen, "%s: cannot open: %s", path, strerror(errno));
-    return load_stream(c, f, path, err, errlen);
+    TeeInput t = {.f = f};
+    yaml_parser_t parser;
+    if (!yaml_parser_initialize(&parser)) {
+        fclose(f);
+        return fail(err, errlen, "%s: cannot initialise the YAML parser", path);
+    }
+    yaml_parser_set_input(&parser, tee_read, &t);
+    int rc = check_depth(&parser, path, err, errlen);
+    if (rc && t.err_no) rc = fail(err, errlen, "%s: cannot read: %s", path, strerror(t.err_no));
+    yaml_parser_delete(&parser);
+    fclose(f);
+    if (rc == 0) rc = load_text(c, t.buf ? t.buf : (const unsigned char *)"", t.len, path, err, errlen);
+    free(t.buf);
+    return rc;
 }
 
 int config_load_yaml_text(Config *c, const ConfigSchema *s, const char *text, const char *label, char *err,
@@ -787,30 +937,27 @@ int config_load_yaml_text(Config *c, const ConfigSchema *s, const char *text, co
 {
     config_init(c, s);
     c->path = xstrdup(label);
-    FILE *f = fmemopen((void *)text, strlen(text), "rb");
-    if (!f) return fail(err, errlen, "%s: cannot read: %s", label, strerror(errno));
-    return load_stream(c, f, label, err, errlen);
+    yaml_parser_t parser;
+    if (!yaml_parser_initialize(&parser)) return fail(err, errlen, "%s: cannot initialise the YAML parser", label);
+    const size_t len = strlen(text);
+    yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
+    int rc = check_depth(&parser, label, err, errlen);
+    yaml_parser_delete(&parser);
+    if (rc == 0) rc = load_text(c, (const unsigned char *)text, len, label, err, errlen);
+    return rc;
 }
 
-/* Parse the open stream f (closed here) into c. */
-static int load_stream(Config *c, FILE *f, const char *path, char *err, size_t errlen)
+/* Parse text[0..len) (its depth already checked) into c. */
+static int load_text(Config *c, const unsigned char *text, size_t len, const char *path, char *err,
+                     size_t errlen)
 {
     yaml_parser_t parser;
     yaml_document_t doc;
-    if (!yaml_parser_initialize(&parser)) {
-        fclose(f);
-        return fail(err, errlen, "%s: cannot initialise the YAML parser", path);
-    }
-    yaml_parser_set_input_file(&parser, f);
+    if (!yaml_parser_initialize(&parser)) return fail(err, errlen, "%s: cannot initialise the YAML parser", path);
+    yaml_parser_set_input_string(&parser, text, len);
     int rc;
     if (!yaml_parser_load(&parser, &doc)) {
-        const char *problem = parser.problem ? parser.problem : "malformed YAML";
-        int line = (int)parser.problem_mark.line + 1, col = (int)parser.problem_mark.column + 1;
-        if (parser.context)
-            rc = fail(err, errlen, "%s:%d:%d: YAML syntax error: %s (%s, line %d)", path, line, col,
-                      problem, parser.context, (int)parser.context_mark.line + 1);
-        else
-            rc = fail(err, errlen, "%s:%d:%d: YAML syntax error: %s", path, line, col, problem);
+        rc = syntax_error(&parser, path, err, errlen);
     } else {
         Loader L = {.c = c, .doc = &doc, .path = path, .err = err, .errlen = errlen};
         rc = load_root(&L, yaml_document_get_root_node(&doc));
@@ -833,7 +980,6 @@ static int load_stream(Config *c, FILE *f, const char *path, char *err, size_t e
         }
     }
     yaml_parser_delete(&parser);
-    fclose(f);
     return rc;
 }
 
@@ -921,7 +1067,24 @@ static int format_string(const char *s, char *buf, size_t n)
     } while (0)
     PUT('"');
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\') {
+        uint32_t cp = *p;
+        const size_t len = *p < 0x80 ? 1 : utf8_seq(p, &cp);
+        if (len > 1) {
+            /* what YAML reads as a line break, and what libyaml's reader
+             * refuses, as escapes; any other character as it is */
+            const char *esc = cp == 0x85 ? "\\N" : cp == 0x2028 ? "\\L" : cp == 0x2029 ? "\\P" : NULL;
+            char hex[12];
+            if (!esc && (cp < 0xA0 || cp == 0xFEFF || cp == 0xFFFE || cp == 0xFFFF)) {
+                if (cp < 0x100) snprintf(hex, sizeof hex, "\\x%02x", (unsigned)cp);
+                else snprintf(hex, sizeof hex, "\\u%04x", (unsigned)cp);
+                esc = hex;
+            }
+            if (esc)
+                for (const char *h = esc; *h; h++) PUT(*h);
+            else
+                for (size_t j = 0; j < len; j++) PUT((char)p[j]);
+            p += len - 1;
+        } else if (*p == '"' || *p == '\\') {
             PUT('\\');
             PUT((char)*p);
         } else if (*p == '\n') {
@@ -930,7 +1093,7 @@ static int format_string(const char *s, char *buf, size_t n)
         } else if (*p == '\t') {
             PUT('\\');
             PUT('t');
-        } else if (*p < 0x20) {
+        } else if (*p < 0x20 || *p == 0x7F) {
             char hex[8];
             snprintf(hex, sizeof hex, "\\x%02x", *p);
             for (char *h = hex; *h; h++) PUT(*h);

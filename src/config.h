@@ -104,6 +104,11 @@ typedef struct Config {
 /* All entries at their defaults. */
 void config_init(Config *c, const ConfigSchema *s);
 void config_free(Config *c);
+/* Deepest nesting of lists and mappings a config may have (the top-level
+ * mapping is level 1).  A run config needs 3 (section, key, list value);
+ * deeper input is refused before libyaml builds the document. */
+#define CONFIG_MAX_DEPTH 32
+
 /* config_init, then the values of the YAML file at `path`.  On failure c
  * is still initialised (free it with config_free) and `err` names the
  * problem, the file, the line and the key. */

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../src/config.h"
@@ -582,6 +583,154 @@ START_TEST(test_mqar_sm_attention_shaped_config_loads)
 }
 END_TEST
 
+/* Strings YAML reads as line breaks (U+0085, U+2028, U+2029) or that
+ * libyaml's reader refuses (DEL, C1 controls, U+FFFE/U+FFFF) were written
+ * by config_to_yaml as they were: the written config (run files, `seqeig
+ * info --config`) did not load again or read back changed; found by
+ * fuzz/fuzz_config.c on an ignored key, whose value is written in a comment. */
+START_TEST(test_to_yaml_escapes_line_breaks_and_unreadable_characters)
+{
+    ConfigSchema s;
+    Config c, d;
+    char err[1024];
+    small_schema(&s);
+    config_schema_add_str(&s, "dataset.note", "", CONFIG_IGNORED);
+    const char *path = write_yaml("escapes", "dataset:\n"
+                                             "  name: \"a\\Lb\\Pc\\Nd\\x7fe\\x80f\\x9fg\\uFFFEh\\uFFFFi\\uFEFFj\\rk"
+                                             "\\u00e9\\u65e5\\U0001F600 \\\" \\\\ \\t\\n\"\n"
+                                             "  note: \"x\\Ly\"\n");
+    ck_assert_msg(config_load_yaml(&c, &s, path, err, sizeof err) == 0, "%s", err);
+    remove(path);
+    const char *want = "a\xe2\x80\xa8" "b\xe2\x80\xa9" "c\xc2\x85" "d\x7f" "e\xc2\x80" "f\xc2\x9f" "g\xef\xbf\xbe"
+                       "h\xef\xbf\xbf" "i\xef\xbb\xbf" "j\rk\xc3\xa9\xe6\x97\xa5\xf0\x9f\x98\x80 \" \\ \t\n";
+    ck_assert_str_eq(config_str(&c, "dataset.name"), want);
+    char *text = config_to_yaml(&c);
+    ck_assert_msg(config_load_yaml_text(&d, &s, text, "written.yaml", err, sizeof err) == 0, "%s\n%s", err, text);
+    ck_assert_str_eq(config_str(&d, "dataset.name"), want);
+    ASSERT_HAS(text, "  # note: \"x\\Ly\"  (ignored by seqeig)\n");
+    /* escaped; the e-acute and the CJK character as they are */
+    ASSERT_HAS(text, "\"a\\Lb\\Pc\\Nd\\x7fe\\x80f\\x9fg\\ufffeh\\uffffi\\ufeffj\\x0dk\xc3\xa9\xe6\x97\xa5");
+    free(text);
+    config_free(&d);
+    config_free(&c);
+    config_schema_free(&s);
+}
+END_TEST
+
+/* A string no YAML file can hold, through --set (e.g. a Latin-1 path):
+ * the run trained, and its stored config could not be read back. */
+START_TEST(test_set_refuses_strings_that_are_not_utf8)
+{
+    ConfigSchema s;
+    Config c;
+    char err[512];
+    small_schema(&s);
+    config_init(&c, &s);
+    const char *bad[] = {"dataset.name=/data/caf\xe9", "dataset.name=\xc0\xaf", "dataset.name=\xed\xa0\x80",
+                         "dataset.name=a\xf4\x90\x80\x80"};
+    for (size_t k = 0; k < sizeof bad / sizeof *bad; k++) {
+        ck_assert_msg(config_set_override(&c, bad[k], err, sizeof err) == -1, "%s accepted", bad[k]);
+        ASSERT_HAS(err, "not valid UTF-8");
+    }
+    ck_assert_int_eq(config_set_override(&c, "dataset.name=/data/caf\xc3\xa9", err, sizeof err), 0);
+    config_free(&c);
+    config_schema_free(&s);
+}
+END_TEST
+
+/* YAML's "\0" escape puts a NUL into a scalar; read as a C string the
+ * value (or key) was cut there without a word. */
+START_TEST(test_nul_in_a_scalar_is_refused)
+{
+    const char *msg = load_fails("nul_value", "dataset:\n  name: \"ab\\0cd\"\n");
+    ASSERT_HAS(msg, ":2: section 'dataset': a NUL character");
+    msg = load_fails("nul_key", "model:\n  \"hidden_dim\\0x\": 3\n");
+    ASSERT_HAS(msg, "a NUL character (\\0) in a key");
+    msg = load_fails("nul_top", "\"seed\\0\": 3\n");
+    ASSERT_HAS(msg, "a NUL character (\\0) in a section name");
+}
+END_TEST
+
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* "model:\n  hidden_dim: " then `open` times `[` (and as many `]` when
+ * closed): the value is nested open + 2 levels deep (root, section). */
+static char *nested_text(int open, bool closed)
+{
+    const char *head = "model:\n  hidden_dim: ";
+    size_t h = strlen(head), n = h + 2 * (size_t)open + 4;
+    char *t = malloc(n);
+    ck_assert_ptr_nonnull(t);
+    memcpy(t, head, h);
+    char *p = t + h;
+    memset(p, '[', (size_t)open);
+    p += open;
+    *p++ = '1';
+    if (closed) {
+        memset(p, ']', (size_t)open);
+        p += open;
+    }
+    *p++ = '\n';
+    *p = '\0';
+    return t;
+}
+
+/* 10^5 nested '[' took libyaml's document loader 38-77 s of CPU before the
+ * syntax error; the depth is now refused after CONFIG_MAX_DEPTH levels. */
+START_TEST(test_deep_nesting_is_refused_at_once)
+{
+    ConfigSchema s;
+    Config c;
+    char err[1024];
+    small_schema(&s);
+    for (int closed = 0; closed < 2; closed++) {
+        char *text = nested_text(100000, closed);
+        double t0 = now_s();
+        const char *msg = load_fails(closed ? "deep_closed" : "deep_open", text);
+        double dt = now_s() - t0;
+        ck_assert_msg(dt < 2.0, "refusing 10^5 nested lists (file) took %.1f s", dt);
+        ASSERT_HAS(msg, "nested more than 32 levels");
+        ASSERT_HAS(msg, ":2:"); /* the line of the first level too many */
+        t0 = now_s();
+        ck_assert_int_eq(config_load_yaml_text(&c, &s, text, "RUN.h5:/config/yaml", err, sizeof err), -1);
+        dt = now_s() - t0;
+        ck_assert_msg(dt < 2.0, "refusing 10^5 nested lists (text) took %.1f s", dt);
+        ASSERT_HAS(err, "RUN.h5:/config/yaml:2:");
+        ASSERT_HAS(err, "nested");
+        config_free(&c);
+        free(text);
+    }
+    /* The bound itself: 32 levels pass the depth check (and fail as a list
+     * where an int belongs), 33 do not. */
+    char *text = nested_text(CONFIG_MAX_DEPTH - 2, true);
+    ck_assert_int_eq(config_load_yaml_text(&c, &s, text, "t.yaml", err, sizeof err), -1);
+    ASSERT_HAS(err, "model.hidden_dim: expected an integer, got a list");
+    config_free(&c);
+    free(text);
+    text = nested_text(CONFIG_MAX_DEPTH - 1, true);
+    ck_assert_int_eq(config_load_yaml_text(&c, &s, text, "t.yaml", err, sizeof err), -1);
+    ASSERT_HAS(err, "t.yaml:2:");
+    ASSERT_HAS(err, "nested");
+    config_free(&c);
+    free(text);
+    /* Block mappings count as well. */
+    char block[8192] = "";
+    size_t n = 0;
+    for (int i = 0; i < 40; i++)
+        n += (size_t)snprintf(block + n, sizeof block - n, "%*sk%d:\n", i, "", i);
+    ck_assert_int_eq(config_load_yaml_text(&c, &s, block, "b.yaml", err, sizeof err), -1);
+    ASSERT_HAS(err, "b.yaml:33:"); /* k32, the key of the 33rd mapping */
+    ASSERT_HAS(err, "nested");
+    config_free(&c);
+    config_schema_free(&s);
+}
+END_TEST
+
 Suite *suite_config(void)
 {
     Suite *s = suite_create("config");
@@ -603,6 +752,10 @@ Suite *suite_config(void)
     tcase_add_test(tc, test_ignored_keys_give_a_notice_and_no_error);
     tcase_add_test(tc, test_to_yaml_round_trip_gives_identical_values);
     tcase_add_test(tc, test_mqar_sm_attention_shaped_config_loads);
+    tcase_add_test(tc, test_deep_nesting_is_refused_at_once);
+    tcase_add_test(tc, test_to_yaml_escapes_line_breaks_and_unreadable_characters);
+    tcase_add_test(tc, test_set_refuses_strings_that_are_not_utf8);
+    tcase_add_test(tc, test_nul_in_a_scalar_is_refused);
     suite_add_tcase(s, tc);
     return s;
 }
