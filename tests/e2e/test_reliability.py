@@ -25,24 +25,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from fake_data import write_imdb  # noqa: E402
-from test_cli import tiny_config  # noqa: E402
-
-SEQEIG = os.path.abspath(os.environ.get("SEQEIG", "build/seqeig"))
-N_CHECKS = 0
-
-
-def check(cond, what):
-    global N_CHECKS
-    if not cond:
-        print(f"FAIL: {what}")
-        sys.exit(1)
-    N_CHECKS += 1
-    print(f"ok: {what.split(' (got ')[0]}")
-
-
-def run(*args, timeout=300):
-    p = subprocess.run([SEQEIG, *args], capture_output=True, text=True, timeout=timeout)
-    return p.returncode, p.stdout, p.stderr
+import test_cli  # noqa: E402
+from test_cli import SEQEIG, check, run, tiny_config  # noqa: E402,F401  (one check counter, one runner)
 
 
 def one_message(rc, err, want_rc, want, what):
@@ -589,7 +573,7 @@ def main():
     finally:
         if not keep:
             shutil.rmtree(d, ignore_errors=True)
-    print(f"tests/e2e/test_reliability.py: {N_CHECKS} checks passed")
+    print(f"tests/e2e/test_reliability.py: {test_cli.N_CHECKS} checks passed")
 
 
 if __name__ == "__main__":
